@@ -1,0 +1,21 @@
+"""skdarts: supernet transfer learning for scikit-learn.
+
+Differentiable architecture search (DARTS / SmoothDARTS) as scikit-learn
+estimators, with supernets that can be pretrained, stored in a zoo, chosen by
+an optimal-transport dataset distance and used to warm-start a new search.
+"""
+
+from .estimators import SupernetSearchClassifier
+from .spaces import Genotype, SearchSpace, get_search_space
+from .supernet import DerivedNetwork, Supernet
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "DerivedNetwork",
+    "Genotype",
+    "SearchSpace",
+    "Supernet",
+    "SupernetSearchClassifier",
+    "get_search_space",
+]
