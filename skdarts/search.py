@@ -183,6 +183,11 @@ class SearchNet(NeuralNetClassifier):
         )
         self._epoch_t0 = time.perf_counter()
 
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        super().on_train_end(net, X=X, y=y, **kwargs)
+        # Live loader iterators cannot be pickled; they are per-fit state.
+        self._arch_loader = self._arch_batches = None
+
     def _next_arch_batch(self):
         try:
             return next(self._arch_batches)

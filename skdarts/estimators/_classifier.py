@@ -25,6 +25,8 @@ from torch.optim.lr_scheduler import CosineAnnealingLR
 from ..data import as_images, channel_stats
 from ..search import GenotypeRecorder, SearchNet
 from ..supernet import DerivedNetwork, Supernet
+from ._handoff import split_handoff
+from ._prior import resolve_prior
 
 __all__ = ["SupernetSearchClassifier"]
 
@@ -95,9 +97,13 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
     grad_clip : float, default=5.0
     image_shape : tuple of int, optional
         ``(h, w)`` or ``(c, h, w)`` of flat input rows.
-    warm_start : bool, default=False
-        ``True`` continues from this estimator's last fit (its supernet's
-        alphas and weights; the head is rebuilt when the classes change).
+    warm_start : bool, "auto" or a prior, default="auto"
+        ``False`` searches from scratch; ``True`` continues from this
+        estimator's last fit (its supernet's alphas and weights; the head is
+        rebuilt when the classes change); ``"auto"`` warm-starts from the
+        prior an ``OTSourceSelector`` hands over in a pipeline, else from
+        scratch; a prior (zoo entry, saved supernet, fitted estimator)
+        warm-starts from it.
     callbacks : list of skorch callbacks or (name, callback) pairs, optional
         Added to the search net (e.g. ``EarlyStopping``, ``Checkpoint``).
     device : str, default="auto"
@@ -124,6 +130,8 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         One entry per epoch: phase, losses, accuracies, duration, learning
         rate, smoothing radius and the genotype.
     device_ : str
+    source_ : dict or None
+        What the search started from (None: from scratch).
 
     Examples
     --------
@@ -156,7 +164,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         "epsilon": [Interval(numbers.Real, 0, None, closed="left")],
         "grad_clip": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "image_shape": [tuple, list, None],
-        "warm_start": ["boolean"],
+        "warm_start": ["boolean", StrOptions({"auto"}), object],
         "callbacks": [list, None],
         "device": [StrOptions({"auto", "cpu", "cuda", "mps"}), str],
         "random_state": ["random_state"],
@@ -183,7 +191,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         epsilon: float = 0.3,
         grad_clip: float | None = 5.0,
         image_shape: tuple | None = None,
-        warm_start: Any = False,
+        warm_start: Any = "auto",
         callbacks: list | None = None,
         device: str = "auto",
         random_state: Any = None,
@@ -241,8 +249,14 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
 
     # -- the supernet to start from ---------------------------------------------
 
-    def _initial_module(self, n_classes: int) -> Supernet:
-        """The supernet the search starts from: fresh, or this estimator's last one."""
+    def _initial_module(self, n_classes: int, handed_prior=None) -> Supernet:
+        """The supernet the search starts from.
+
+        ``warm_start=False``: fresh. ``True``: this estimator's last supernet.
+        ``"auto"``: the prior handed over by a pipeline step (an
+        ``OTSourceSelector``) when there is one, else fresh. Anything else is
+        a prior resolved by :func:`._prior.resolve_prior`.
+        """
         fresh = Supernet(
             search_space=self.search_space,
             in_channels=self.image_shape_[0],
@@ -251,8 +265,17 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
             n_cells=self.n_cells,
             n_nodes=self.n_nodes,
         )
-        if self.warm_start is True and getattr(self, "_warm_module", None) is not None:
+        self.source_ = None
+        if self.warm_start is False or (
+            isinstance(self.warm_start, str)
+            and self.warm_start == "auto"
+            and handed_prior is None
+        ):
+            return fresh
+        if self.warm_start is True:
             previous = self._warm_module
+            if previous is None:
+                return fresh
             if previous.config() | {"n_classes": n_classes} != fresh.config():
                 raise ValueError(
                     "warm_start=True continues the previous fit, but the supernet "
@@ -262,13 +285,11 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
             module = copy.deepcopy(previous).cpu()
             if module.n_classes != n_classes:
                 module.reset_head(n_classes)
+            self.source_ = {"kind": "previous_fit"}
             return module
-        if self.warm_start not in (False, True):
-            raise TypeError(
-                "warm_start must be True or False; got "
-                f"{type(self.warm_start).__name__}."
-            )
-        return fresh
+        prior = handed_prior if isinstance(self.warm_start, str) else self.warm_start
+        module, self.source_ = resolve_prior(prior, fresh)
+        return module
 
     # -- fitting --------------------------------------------------------------
 
@@ -308,9 +329,10 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         """
         if y is None:
             raise ValueError(
-                "y is required: SupernetSearchClassifier is supervised and needs "
-                "one label per image."
+                "SupernetSearchClassifier requires y to be passed, but the target y "
+                "is None: the search is supervised and needs one label per image."
             )
+        X, handed_prior = split_handoff(X)
         warm_module = getattr(self, "net_", None)
         warm_module = warm_module.module_ if warm_module is not None else None
         images = self._images(X, reset=True)
@@ -357,7 +379,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             w_idx, a_idx = _split_indices(y_enc, self.arch_split, rng)
-            module = self._initial_module(len(self.classes_))
+            module = self._initial_module(len(self.classes_), handed_prior)
             arch_ds = Dataset(images[a_idx], y_enc[a_idx])
             self.net_ = SearchNet(
                 module=module,
@@ -486,7 +508,8 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         -------
         ndarray of shape (n_samples,)
         """
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "net_") and hasattr(self, "classes_")

@@ -1,0 +1,37 @@
+"""scikit-learn's estimator checks on every public estimator, with tiny settings.
+
+Expected failures live in ``EXPECTED_FAILURES`` below, each with its reason;
+the aim is to keep it empty.
+"""
+
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skdarts import SupernetSearchClassifier
+
+TINY = dict(
+    init_channels=2,
+    n_cells=1,
+    n_nodes=1,
+    search_space="s2",
+    max_epochs=2,
+    final_epochs=4,
+    batch_size=64,
+    lr=0.05,
+    verbose=0,
+    device="cpu",
+)
+
+#: check name -> reason. One place for every expected failure.
+EXPECTED_FAILURES: dict[str, str] = {}
+
+
+def _expected_failures(estimator):
+    return EXPECTED_FAILURES
+
+
+@parametrize_with_checks(
+    [SupernetSearchClassifier(**TINY)],
+    expected_failed_checks=_expected_failures,
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
