@@ -234,9 +234,12 @@ class SearchNet(NeuralNetClassifier):
         for _ in range(self.pgd_steps):
             current = tuple(w.clone().requires_grad_(True) for w in current)
             loss = self.criterion_(self.module_(Xi, arch_weights=current), yi)
-            grads = torch.autograd.grad(loss, current)
+            # A cell type may be absent (e.g. no normal cell): its grad is None.
+            grads = torch.autograd.grad(loss, current, allow_unused=True)
             current = tuple(
-                _project(b + (c.detach() + step * g.sign() - b).clamp(-eps, eps))
+                c.detach()
+                if g is None
+                else _project(b + (c.detach() + step * g.sign() - b).clamp(-eps, eps))
                 for b, c, g in zip(base, current, grads)
             )
         return current
