@@ -1,0 +1,7 @@
+"""``python -m skdarts`` runs the ``skdarts`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
