@@ -463,6 +463,24 @@ def _curve_arrays(value, name: str) -> tuple[np.ndarray, np.ndarray | None]:
     seconds = None
     if hasattr(value, "history_"):
         value = value.history_
+    runs = value if isinstance(value, Sequence) and not isinstance(value, str) else []
+    if hasattr(value, "accuracy") or (
+        runs and all(hasattr(r, "accuracy") for r in runs)
+    ):
+        # learning-curve objects (skdarts.evaluation): one run, or one per seed;
+        # seeds are cut to the shortest run so they can be averaged
+        runs = [value] if hasattr(value, "accuracy") else list(runs)
+        n = min(len(np.ravel(r.accuracy)) for r in runs)
+        acc = np.array([np.ravel(r.accuracy)[:n] for r in runs], dtype=float)
+        if all(getattr(r, "seconds", None) is not None for r in runs):
+            seconds = np.array(
+                [
+                    np.ravel(r.seconds)[:n] + getattr(r, "overhead_seconds", 0.0)
+                    for r in runs
+                ],
+                dtype=float,
+            )
+        return acc, seconds
     if isinstance(value, Mapping):
         acc = next(
             (value[k] for k in ("valid_acc", "accuracy", "acc", "score") if k in value),
@@ -557,8 +575,10 @@ def plot_learning_curves(
     curves : dict or evaluation result
         ``{strategy: curve}`` where a curve is a list of accuracies per epoch,
         a list of such lists (one per seed), a dict with ``"valid_acc"`` (and
-        optionally ``"seconds"``), or a fitted estimator / its ``history_``.
-        An object with a ``curves_`` dict is accepted as well.
+        optionally ``"seconds"``), a fitted estimator / its ``history_``, or
+        learning-curve objects (with ``accuracy`` and ``seconds``; one, or one
+        per seed). An object with a ``curves`` or ``curves_`` dict (such as
+        a comparison result of :mod:`skdarts.evaluation`) is accepted as well.
     baseline : str or None, default="scratch"
         The strategy others are compared with; ignored when absent.
     x : {"epoch", "seconds"}, default="epoch"
@@ -602,7 +622,8 @@ def plot_learning_curves(
         if target is not None and name != baseline:
             reach = epochs_to_reach(mean, target)
             label += (
-                f" (reaches {baseline} in {reach} epochs: {base_epochs / reach:.1f}x)"
+                f" (reaches {baseline} in {reach} epoch{'s' * (reach != 1)}: "
+                f"{base_epochs / reach:.1f}x)"
                 if math.isfinite(reach)
                 else f" (does not reach {baseline})"
             )

@@ -226,3 +226,23 @@ def test_distances_from_a_fitted_selector_like_object():
     hatched = [p.get_hatch() for p in ax.patches]
     assert hatched.count("//") == 1  # z: stage-1 bound only
     assert "stage-1" in ax.get_xlabel()
+
+
+def test_learning_curves_accept_curve_objects_per_seed():
+    class Curve:
+        def __init__(self, acc, overhead=0.0):
+            self.accuracy = np.asarray(acc)
+            self.seconds = np.arange(1.0, len(acc) + 1)
+            self.overhead_seconds = overhead
+
+    class Comparison:
+        curves = {
+            "scratch": [Curve([0.2, 0.4, 0.6]), Curve([0.2, 0.4, 0.6, 0.7])],
+            "ot": [Curve([0.6, 0.7, 0.8], 0.5), Curve([0.6, 0.7, 0.8], 0.5)],
+        }
+
+    fig = plot_learning_curves(Comparison(), x="seconds")
+    scratch, ot = fig.axes[0].get_lines()[:2]
+    np.testing.assert_allclose(scratch.get_ydata(), [0.2, 0.4, 0.6])
+    np.testing.assert_allclose(ot.get_xdata(), [1.5, 2.5, 3.5])
+    assert "reaches scratch in 1 epoch: 3.0x" in ot.get_label()
