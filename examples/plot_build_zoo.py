@@ -67,12 +67,10 @@ print({k: v for k, v in entry.provenance.items() if k != "history"})
 # -------------------------------
 # The stored signatures alone give the optimal-transport dataset distance
 # between every pair of sources.
-sigs = {
-    name: DatasetSignature.from_arrays(
-        *next(iter(zoo[name].signature_arrays().values()))
-    )
-    for name in zoo
-}
+sigs = {}
+for name in zoo:
+    ((arrays, meta),) = zoo[name].signature_arrays().values()  # one source each
+    sigs[name] = DatasetSignature.from_arrays(arrays, meta)
 names = list(sigs)
 D = np.array([[dataset_distance(sigs[a], sigs[b]) for b in names] for a in names])
 plot_distances(names, D)
