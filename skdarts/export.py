@@ -35,6 +35,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -307,9 +308,12 @@ def _write_single(model: ExportedClassifier, path: Path, fmt: str, overwrite: bo
     tmp = Path(name)
     try:
         if fmt == "torchscript":
-            with torch.no_grad():
+            # TorchScript is deprecated in favour of torch.export, but it is
+            # still the format that loads with torch alone (C++ included).
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore", DeprecationWarning)
                 traced = torch.jit.trace(model, example, check_trace=False)
-            torch.jit.save(traced, str(tmp), _extra_files={"skdarts.json": meta})
+                torch.jit.save(traced, str(tmp), _extra_files={"skdarts.json": meta})
         else:
             try:
                 import onnx
@@ -318,8 +322,6 @@ def _write_single(model: ExportedClassifier, path: Path, fmt: str, overwrite: bo
                     "format='onnx' needs the 'onnx' package: pip install "
                     "'skdarts[export]' (or pip install onnx)."
                 ) from exc
-            import warnings
-
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
                 torch.onnx.export(
@@ -374,7 +376,9 @@ def load_exported(path) -> nn.Module:
         head = f.read(4)
     if head == b"PK\x03\x04":
         extra = {"skdarts.json": ""}
-        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
         meta = json.loads(extra["skdarts.json"] or "{}")
         module.metadata = meta
         module.classes = meta.get("classes")

@@ -154,6 +154,9 @@ class SearchNet(NeuralNetClassifier):
         self.arch_warmup_epochs = arch_warmup_epochs
         super().__init__(*args, **kwargs)
 
+    def __getstate__(self):
+        return portable_getstate(self, super().__getstate__)
+
     @property
     def _default_callbacks(self):
         # Every search is guarded: a diverged step must stop it, not go on silently.
@@ -303,6 +306,25 @@ class SearchNet(NeuralNetClassifier):
 
 
 # -- fault tolerance ------------------------------------------------------------
+
+
+def portable_getstate(net, parent_getstate) -> dict:
+    """skorch's ``__getstate__``, with the module and callbacks device-mapped too.
+
+    skorch pickles its ``module_``, ``optimizer_`` and ``criterion_`` so that
+    unpickling maps them to an available device. A module passed as an
+    instance (``module=...``) and the callbacks (an LR scheduler holds the
+    optimizer) would otherwise be pickled plainly, and a net trained on a GPU
+    would not load on a CPU-only machine. Pickling them in the same mapped
+    block also keeps ``module is module_`` after loading.
+    """
+    saved = list(net.cuda_dependent_attributes_)
+    extra = [a for a in ("module", "callbacks") if a not in saved]
+    net.cuda_dependent_attributes_ = saved + extra
+    try:
+        return parent_getstate()
+    finally:
+        net.cuda_dependent_attributes_ = saved
 
 
 class NonFiniteError(FloatingPointError):

@@ -28,7 +28,13 @@ from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from ..data import as_images, channel_stats
 from ..export import ExportedClassifier, export_network
-from ..search import FiniteGuard, GenotypeRecorder, SearchCheckpoint, SearchNet
+from ..search import (
+    FiniteGuard,
+    GenotypeRecorder,
+    SearchCheckpoint,
+    SearchNet,
+    portable_getstate,
+)
 from ..supernet import DerivedNetwork, Supernet
 from ._handoff import split_handoff
 from ._prior import resolve_prior
@@ -40,6 +46,13 @@ def _resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
+
+
+class _FinalNet(NeuralNetClassifier):
+    """The derived network's trainer; pickles so that it loads without CUDA."""
+
+    def __getstate__(self):
+        return portable_getstate(self, super().__getstate__)
 
 
 def _completed_epochs(history) -> int:
@@ -579,7 +592,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
 
     def _fit_final(self, images, y_enc):
         derived = DerivedNetwork.from_supernet(self.net_.module_, self.genotype_)
-        net = NeuralNetClassifier(
+        net = _FinalNet(
             module=derived,
             criterion=torch.nn.CrossEntropyLoss,
             optimizer=torch.optim.SGD,
