@@ -90,8 +90,9 @@ def _assert_intact(zoo, name, seed):
     meta, sigs, net = _read_all(zoo, name)
     assert json.dumps(meta, default=str).find(str(seed)) >= 0
     arrays, sig_meta = sigs["digits"]
-    np.testing.assert_array_equal(arrays["means"], _signatures(seed)[0]["means"])
-    assert sig_meta == _signatures(seed)["digits"][1]
+    ref_arrays, ref_meta = _signatures(seed)["digits"]
+    np.testing.assert_array_equal(arrays["means"], ref_arrays["means"])
+    assert sig_meta == ref_meta
     if net is not None:
         ref = _supernet(seed).state_dict()
         for k, v in ref.items():
@@ -209,7 +210,7 @@ def test_sigkill_mid_write_leaves_zoo_readable(tmp_path):
     root = tmp_path / "zoo"
     zoo = SupernetZoo(root)
     _add(zoo, root, "keep", seed=5)
-    script = _script(tmp_path, "writer.py", _WRITER)
+    script = _script(tmp_path, "zoo_child_writer.py", _WRITER)
     proc = subprocess.Popen(
         [sys.executable, str(script), str(root)],
         stdout=subprocess.PIPE,
@@ -240,7 +241,7 @@ def test_sigkill_mid_write_leaves_zoo_readable(tmp_path):
     # The zoo takes new entries after the crash (no stale lock).
     adder = _script(
         tmp_path,
-        "adder.py",
+        "zoo_child_adder.py",
         """
         import sys
         from skdarts import Supernet
@@ -279,7 +280,7 @@ for i, net in enumerate(nets):
 def test_two_processes_add_at_once(tmp_path):
     root = tmp_path / "zoo"
     SupernetZoo(root)
-    script = _script(tmp_path, "concurrent.py", _CONCURRENT)
+    script = _script(tmp_path, "zoo_child_concurrent.py", _CONCURRENT)
     go = tmp_path / "go"
     procs = [
         subprocess.Popen(
@@ -354,7 +355,7 @@ def test_read_only_zoo_reads_and_refuses_writes(tmp_path):
     zoo = SupernetZoo(root)
     _add(zoo, root, "keep", seed=5)
     before = _files(root)
-    script = _script(tmp_path, "read_only.py", _READ_ONLY)
+    script = _script(tmp_path, "zoo_child_read_only.py", _READ_ONLY)
     _set_writable(root, False)
     try:
         done = subprocess.run(
