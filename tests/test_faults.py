@@ -199,6 +199,25 @@ def test_checkpoint_every_and_other_data_do_not_mix(data, tmp_path):
     np.testing.assert_allclose(c.predict_proba(X), a.predict_proba(X), atol=1e-6)
 
 
+def test_checkpoint_write_is_atomic(fitted, tmp_path, monkeypatch):
+    checkpoint = SearchCheckpoint(tmp_path, metadata={"k": 1}).initialize()
+    checkpoint.save_model(fitted.net_)
+    good = checkpoint.path_.read_bytes()
+
+    def dying_save(obj, f, *args, **kwargs):
+        f.write(b"partial")
+        raise KeyboardInterrupt  # e.g. Ctrl-C while writing
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save_model(fitted.net_)
+    monkeypatch.undo()
+    assert checkpoint.path_.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == [checkpoint.path_.name]
+    state = SearchCheckpoint.load_state(checkpoint.path_)
+    assert state["metadata"] == {"k": 1} and state["epochs_done"] == 2
+
+
 def test_damaged_checkpoint_gives_clear_error(data, tmp_path):
     X, y = data
     params = TINY | {"max_epochs": 1, "final_epochs": 0}
