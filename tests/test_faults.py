@@ -182,6 +182,25 @@ def test_interrupted_search_resumes_to_same_result(data, tmp_path):
         )
 
 
+def test_interrupted_final_training_keeps_what_it_has(data, monkeypatch):
+    from skdarts.estimators import _classifier
+
+    X, y = data
+    original = _classifier._FinalNet.train_step
+
+    def train_step(net, batch, **kw):
+        if len(net.history) == 2:
+            raise KeyboardInterrupt
+        return original(net, batch, **kw)
+
+    monkeypatch.setattr(_classifier._FinalNet, "train_step", train_step)
+    with pytest.warns(UserWarning, match="final training was interrupted after 1 of 2"):
+        clf = SupernetSearchClassifier(**TINY | {"final_epochs": 2}).fit(X, y)
+    assert clf.interrupted_ and clf.search_epochs_ == 2
+    assert clf.final_net_ is not None
+    assert clf.predict_proba(X).shape == (len(X), 3)
+
+
 def test_checkpoint_every_and_other_data_do_not_mix(data, tmp_path):
     X, y = data
     params = TINY | {"max_epochs": 3, "final_epochs": 0}
@@ -259,6 +278,22 @@ def test_nan_is_caught_at_its_epoch_and_batch(data):
         clf.fit(X, y)
 
 
+def test_nan_in_final_training_is_caught(data, monkeypatch):
+    from skdarts.estimators import _classifier
+
+    X, y = data
+    original = _classifier._FinalNet.train_step
+
+    def train_step(net, batch, **kw):
+        step = original(net, batch, **kw)
+        step["loss"] = step["loss"] * float("nan")
+        return step
+
+    monkeypatch.setattr(_classifier._FinalNet, "train_step", train_step)
+    with pytest.raises(NonFiniteError, match="final training at epoch 1, batch 1"):
+        SupernetSearchClassifier(**TINY).fit(X, y)
+
+
 def test_finite_guard_checks_alphas_after_the_step(data):
     from skdarts.search import FiniteGuard
 
@@ -293,6 +328,7 @@ def test_export_safetensors_round_trip(fitted, data, tmp_path):
     np.testing.assert_allclose(out, fitted.predict_proba(X), atol=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_export_torchscript_round_trip(fitted, data, tmp_path):
     X, _ = data
     path = fitted.export(tmp_path / "model.pt", format="torchscript")
