@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits
+from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from skorch.callbacks import Callback
@@ -257,6 +258,8 @@ def test_huge_learning_rate_stops_with_clear_error(data):
     msg = str(info.value)
     assert "epoch" in msg and "batch" in msg and "learning rate" in msg
     assert "lr=1e+30" in msg
+    with pytest.raises(NotFittedError):  # no garbage model left behind
+        clf.predict(X)
 
 
 class PoisonAlphas(Callback):

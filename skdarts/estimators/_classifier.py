@@ -470,6 +470,12 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
                 self._search(
                     images, y_enc, w_idx, a_idx, handed_prior, checkpoint, state
                 )
+        except BaseException:
+            # A failed fit (e.g. a diverged search) must not leave a model that
+            # predicts garbage: the estimator becomes unfitted.
+            for attr in ("net_", "final_net_", "genotype_", "history_"):
+                self.__dict__.pop(attr, None)
+            raise
         finally:
             self._warm_module = None
         self.history_ = self._collect_history()
