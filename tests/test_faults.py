@@ -95,7 +95,7 @@ def test_joblib_round_trip_identical(fitted, data, tmp_path):
     )
 
 
-def _cuda_tagged_dumps(obj) -> bytes:
+def _cuda_tagged_dumps(obj, path=None) -> bytes | None:
     """Pickle ``obj`` as if its tensors lived on ``cuda:0`` (the GPU-trained case).
 
     torch records each storage's device with ``location_tag``; tagging all of
@@ -106,7 +106,7 @@ def _cuda_tagged_dumps(obj) -> bytes:
     original = ts.location_tag
     ts.location_tag = lambda storage: "cuda:0"
     try:
-        return pickle.dumps(obj)
+        return pickle.dumps(obj) if path is None else joblib.dump(obj, path)
     finally:
         ts.location_tag = original
 
@@ -118,19 +118,19 @@ def test_cuda_fixture_really_needs_cuda():
         pickle.loads(payload)
 
 
-def test_gpu_trained_loads_on_cpu(fitted, data, monkeypatch):
+def test_gpu_trained_loads_on_cpu(fitted, data, monkeypatch, tmp_path):
     X, _ = data
     expected = fitted.predict_proba(X)
     gpu = pickle.loads(pickle.dumps(fitted))
     gpu.device_ = "cuda"
     gpu.net_.device = "cuda"
     gpu.final_net_.device = "cuda"
-    payload = _cuda_tagged_dumps(gpu)
+    _cuda_tagged_dumps(gpu, tmp_path / "gpu.joblib")
     # Same as skorch's tests: this machine has no CUDA (also on a GPU runner).
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        loaded = pickle.loads(payload)
+        loaded = joblib.load(tmp_path / "gpu.joblib")
     messages = " ".join(str(w.message) for w in caught)
     assert "device_='cpu'" in messages
     assert loaded.device_ == "cpu"
