@@ -360,9 +360,12 @@ class FiniteGuard(Callback):
     def __init__(self, phase: str = "search"):
         self.phase = phase
 
-    def _fail(self, net, what: str, value: float, batch) -> None:
+    def _fail(self, net, what: str, value: float, batch, training=True) -> None:
         epoch = len(net.history)
-        n_batch = len(net.history[-1, "batches"]) if len(net.history) else 0
+        key = "train_loss" if training else "valid_loss"
+        batches = net.history[-1, "batches"] if len(net.history) else []
+        n_batch = sum(1 for b in batches if key in b) or len(batches)
+        kind = "training" if training else "validation"
         lrs = [
             f"weights lr={_current_lr(getattr(net, 'optimizer_', None)):.3g}"
             if getattr(net, "optimizer_", None) is not None
@@ -381,11 +384,11 @@ class FiniteGuard(Callback):
                 f"{Xf.max().item():.3g}] (std {Xf.std().item():.3g})."
             )
         raise NonFiniteError(
-            f"{what} became {value} during the {self.phase} at epoch {epoch}, batch "
-            f"{n_batch}: training stopped instead of continuing on garbage. Likely "
-            f"causes: a learning rate too high ({lrs}; lower lr / arch_lr), or "
-            f"badly scaled inputs (standardise pixels to about zero mean and unit "
-            f"variance; extreme values overflow).{scale}"
+            f"{what} became {value} during the {self.phase} at epoch {epoch}, "
+            f"{kind} batch {n_batch}: training stopped instead of continuing on "
+            f"garbage. Likely causes: a learning rate too high ({lrs}; lower lr / "
+            "arch_lr), or badly scaled inputs (standardise pixels to about zero mean "
+            f"and unit variance; extreme values overflow).{scale}"
         )
 
     def on_batch_end(self, net, batch=None, training=None, **kwargs):
@@ -394,7 +397,7 @@ class FiniteGuard(Callback):
             value = float(loss.detach()) if isinstance(loss, torch.Tensor) else loss
             if not math.isfinite(value):
                 kind = "training" if training else "validation"
-                self._fail(net, f"The {kind} loss", value, batch)
+                self._fail(net, f"The {kind} loss", value, batch, training)
         if not training:
             return
         record = net.history[-1, "batches", -1] if len(net.history) else {}

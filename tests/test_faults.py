@@ -277,7 +277,7 @@ class PoisonAlphas(Callback):
 def test_nan_is_caught_at_its_epoch_and_batch(data):
     X, y = data
     clf = SupernetSearchClassifier(**TINY | {"callbacks": [PoisonAlphas(2, 2)]})
-    with pytest.raises(NonFiniteError, match=r"search at epoch 2, batch 2"):
+    with pytest.raises(NonFiniteError, match=r"search at epoch 2, training batch 2"):
         clf.fit(X, y)
 
 
@@ -293,7 +293,8 @@ def test_nan_in_final_training_is_caught(data, monkeypatch):
         return step
 
     monkeypatch.setattr(_classifier._FinalNet, "train_step", train_step)
-    with pytest.raises(NonFiniteError, match="final training at epoch 1, batch 1"):
+    msg = "final training at epoch 1, training batch 1"
+    with pytest.raises(NonFiniteError, match=msg):
         SupernetSearchClassifier(**TINY).fit(X, y)
 
 
