@@ -139,7 +139,10 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         later ``fit`` with the same data and parameters finds it and continues
         to ``max_epochs``: with a fixed ``random_state`` on the CPU the result
         equals an uninterrupted run. Other data or parameters use another
-        key, so checkpoints never mix. Checkpoints are kept after the fit.
+        key, so checkpoints never mix. Checkpoints are kept after the fit (a
+        re-fit of a finished search skips straight to the final training).
+        The state of user ``callbacks`` (e.g. ``EarlyStopping`` counters) is
+        not saved.
     checkpoint_every : int, default=1
         Epochs between checkpoints.
     device : str, default="auto"
