@@ -6,6 +6,7 @@ an optimal-transport dataset distance and used to warm-start a new search.
 """
 
 from .estimators import SupernetSearchClassifier
+from .export import load_exported
 from .spaces import Genotype, SearchSpace, get_search_space
 from .supernet import DerivedNetwork, Supernet
 
@@ -18,4 +19,5 @@ __all__ = [
     "Supernet",
     "SupernetSearchClassifier",
     "get_search_space",
+    "load_exported",
 ]

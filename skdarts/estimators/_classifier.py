@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import numbers
+import os
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,13 +21,20 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNetClassifier
-from skorch.callbacks import LRScheduler, PrintLog, ProgressBar
+from skorch.callbacks import EarlyStopping, LRScheduler, PrintLog, ProgressBar
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from ..data import as_images, channel_stats
-from ..search import GenotypeRecorder, SearchNet
+from ..export import ExportedClassifier, export_network
+from ..search import (
+    FiniteGuard,
+    GenotypeRecorder,
+    SearchCheckpoint,
+    SearchNet,
+    portable_getstate,
+)
 from ..supernet import DerivedNetwork, Supernet
 from ._handoff import split_handoff
 from ._prior import resolve_prior
@@ -35,6 +46,18 @@ def _resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
+
+
+class _FinalNet(NeuralNetClassifier):
+    """The derived network's trainer; pickles so that it loads without CUDA."""
+
+    def __getstate__(self):
+        return portable_getstate(self, super().__getstate__)
+
+
+def _completed_epochs(history) -> int:
+    """Epochs that ran to their end (an interrupted one has no train_loss)."""
+    return sum(1 for row in history if "train_loss" in row)
 
 
 def _split_indices(y: np.ndarray, fraction: float, rng: np.random.RandomState):
@@ -106,12 +129,49 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         warm-starts from it.
     callbacks : list of skorch callbacks or (name, callback) pairs, optional
         Added to the search net (e.g. ``EarlyStopping``, ``Checkpoint``).
+    checkpoint_dir : str or path-like, optional
+        Makes the search resumable. Every ``checkpoint_every`` epochs (and
+        after the last) the whole search state (supernet alphas and weights,
+        both optimizers, the learning-rate schedule, the history, the random
+        generators, the data split) is written atomically to
+        ``checkpoint_dir/search-<key>/search_state.pt``, where ``<key>``
+        fingerprints the data and the parameters that shape the search. A
+        later ``fit`` with the same data and parameters finds it and continues
+        to ``max_epochs``: with a fixed ``random_state`` on the CPU the result
+        equals an uninterrupted run. Other data or parameters use another
+        key, so checkpoints never mix. Checkpoints are kept after the fit (a
+        re-fit of a finished search skips straight to the final training).
+        The state of user ``callbacks`` (e.g. ``EarlyStopping`` counters) is
+        not saved.
+    checkpoint_every : int, default=1
+        Epochs between checkpoints.
     device : str, default="auto"
         ``"auto"`` takes CUDA when available, else the CPU.
     random_state : int, RandomState instance or None, default=None
         Seeds the split, initialisation and batches: a CPU run is repeatable.
     verbose : int, default=1
         0 is silent; 1 prints one line per epoch; 2 adds per-batch progress bars.
+
+    Notes
+    -----
+    **Interruption.** A ``KeyboardInterrupt`` (Ctrl-C) during the search stops
+    it but leaves a usable estimator: the genotype is derived from the alphas
+    as they stood, the final training is skipped (predictions come from the
+    supernet), ``interrupted_`` is True and a warning says so; the last
+    checkpoint stays on disk and ``fit`` with the same ``checkpoint_dir``
+    resumes. Interrupting the final training keeps the derived network as
+    trained so far (also ``interrupted_``). A stop by ``EarlyStopping`` is not
+    an interruption.
+
+    **Numerical faults.** A NaN or infinite loss, or non-finite alphas, stop
+    the fit with :class:`~skdarts.search.NonFiniteError` naming the phase,
+    epoch and batch and the likely causes (learning rate too high, badly
+    scaled inputs).
+
+    **Persistence.** Fitted estimators pickle (``joblib.dump``); one fitted on
+    a GPU loads on a machine without CUDA: ``device_`` falls back to
+    ``"cpu"`` with a warning, and predictions work. :meth:`export` writes the
+    derived network for use without the estimator.
 
     Attributes
     ----------
@@ -132,6 +192,14 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
     device_ : str
     source_ : dict or None
         What the search started from (None: from scratch).
+    search_epochs_ : int
+        Search epochs completed (including those resumed from a checkpoint).
+    resumed_from_ : int
+        Epochs loaded from a checkpoint (0: a fresh search).
+    interrupted_ : bool
+        Whether a ``KeyboardInterrupt`` cut the search or final training short.
+    checkpoint_path_ : pathlib.Path or None
+        The search checkpoint file (with ``checkpoint_dir``).
 
     Examples
     --------
@@ -166,6 +234,8 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         "image_shape": [tuple, list, None],
         "warm_start": ["boolean", StrOptions({"auto"}), object],
         "callbacks": [list, None],
+        "checkpoint_dir": [str, os.PathLike, None],
+        "checkpoint_every": [Interval(numbers.Integral, 1, None, closed="left")],
         "device": [StrOptions({"auto", "cpu", "cuda", "mps"}), str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -193,6 +263,8 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         image_shape: tuple | None = None,
         warm_start: Any = "auto",
         callbacks: list | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int = 1,
         device: str = "auto",
         random_state: Any = None,
         verbose: int = 1,
@@ -217,6 +289,8 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         self.image_shape = image_shape
         self.warm_start = warm_start
         self.callbacks = callbacks
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -293,7 +367,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
 
     # -- fitting --------------------------------------------------------------
 
-    def _callbacks(self):
+    def _callbacks(self, checkpoint=None):
         cbs = [
             (
                 "lr_scheduler",
@@ -305,6 +379,9 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
             ),
             ("genotype_recorder", GenotypeRecorder()),
         ]
+        if checkpoint is not None:
+            # After the scheduler: the saved state includes this epoch's step.
+            cbs.append(("search_checkpoint", checkpoint))
         if self.verbose >= 2:
             cbs.append(("progress_bar", ProgressBar()))
         for i, cb in enumerate(copy.deepcopy(self.callbacks) or []):
@@ -373,49 +450,158 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         self.device_ = _resolve_device(self.device)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
+        checkpoint, state = self._find_checkpoint(images, y_enc)
+        if state is not None:
+            # Resume with the seed and split of the interrupted run (they may
+            # differ from ours when random_state is None).
+            meta = state["metadata"]
+            seed = int(meta["seed"])
+            w_idx, a_idx = meta["w_idx"].numpy(), meta["a_idx"].numpy()
+        else:
+            w_idx, a_idx = _split_indices(y_enc, self.arch_split, rng)
+        if checkpoint is not None:
+            checkpoint.metadata.update(
+                seed=seed, w_idx=torch.from_numpy(w_idx), a_idx=torch.from_numpy(a_idx)
+            )
+        self.checkpoint_path_ = checkpoint.path_ if checkpoint is not None else None
         self._warm_module = warm_module
 
         devices = [torch.cuda.current_device()] if self.device_ == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            w_idx, a_idx = _split_indices(y_enc, self.arch_split, rng)
-            module = self._initial_module(len(self.classes_), handed_prior)
-            arch_ds = Dataset(images[a_idx], y_enc[a_idx])
-            self.net_ = SearchNet(
-                module=module,
-                criterion=torch.nn.CrossEntropyLoss,
-                optimizer=torch.optim.SGD,
-                optimizer__lr=self.lr,
-                optimizer__momentum=self.momentum,
-                optimizer__weight_decay=self.weight_decay,
-                optimizer_arch__lr=self.arch_lr,
-                optimizer_arch__betas=(0.5, 0.999),
-                optimizer_arch__weight_decay=self.arch_weight_decay,
-                smoothing=self.smoothing,
-                epsilon=self.epsilon,
-                grad_clip=self.grad_clip,
-                max_epochs=self.max_epochs,
-                batch_size=self.batch_size,
-                train_split=predefined_split(arch_ds),
-                iterator_train__shuffle=True,
-                callbacks=self._callbacks(),
-                classes=np.arange(len(self.classes_)),
-                device=self.device_,
-                verbose=int(self.verbose >= 1),
-                callbacks__print_log__keys_ignored=["genotype", "arch_weights"],
-            )
-            self.net_.fit(images[w_idx], y_enc[w_idx])
-            self.genotype_ = self.net_.module_.genotype()
-            self.final_net_ = None
-            if self.final_epochs > 0:
-                self.final_net_ = self._fit_final(images, y_enc)
-        self._warm_module = None
+        try:
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(seed)
+                self._search(
+                    images, y_enc, w_idx, a_idx, handed_prior, checkpoint, state
+                )
+        except BaseException:
+            # A failed fit (e.g. a diverged search) must not leave a model that
+            # predicts garbage: the estimator becomes unfitted.
+            for attr in ("net_", "final_net_", "genotype_", "history_"):
+                self.__dict__.pop(attr, None)
+            raise
+        finally:
+            self._warm_module = None
         self.history_ = self._collect_history()
         return self
 
+    # -- search, resume, interruption ------------------------------------------
+
+    def _fingerprint(self, images: np.ndarray, y_enc: np.ndarray) -> str:
+        """Key of a search: the data and every parameter that shapes its course."""
+        ignored = {
+            "verbose",
+            "callbacks",
+            "checkpoint_dir",
+            "checkpoint_every",
+            "device",
+            "final_epochs",
+            "warm_start",
+            "random_state",
+        }
+        params = {
+            k: v for k, v in self.get_params(deep=False).items() if k not in ignored
+        }
+        rs = self.random_state
+        params["random_state"] = int(rs) if isinstance(rs, numbers.Integral) else None
+        h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
+        h.update(np.ascontiguousarray(images).tobytes())
+        h.update(np.ascontiguousarray(y_enc).tobytes())
+        h.update(json.dumps([str(c) for c in self.classes_]).encode())
+        return h.hexdigest()
+
+    def _find_checkpoint(self, images, y_enc):
+        """The checkpoint callback of this fit and the state to resume, if any."""
+        if self.checkpoint_dir is None:
+            return None, None
+        key = self._fingerprint(images, y_enc)[:16]
+        folder = Path(self.checkpoint_dir) / f"search-{key}"
+        checkpoint = SearchCheckpoint(
+            folder, every=int(self.checkpoint_every), metadata={"fingerprint": key}
+        )
+        if not checkpoint.path_.exists():
+            return checkpoint, None
+        state = SearchCheckpoint.load_state(checkpoint.path_)
+        if (state.get("metadata") or {}).get("fingerprint") != key:
+            raise ValueError(
+                f"The checkpoint {str(checkpoint.path_)!r} belongs to another search "
+                "(fingerprint mismatch); delete it or choose another checkpoint_dir."
+            )
+        return checkpoint, state
+
+    def _search(self, images, y_enc, w_idx, a_idx, handed_prior, checkpoint, state):
+        module = self._initial_module(len(self.classes_), handed_prior)
+        arch_ds = Dataset(images[a_idx], y_enc[a_idx])
+        self.net_ = SearchNet(
+            module=module,
+            criterion=torch.nn.CrossEntropyLoss,
+            optimizer=torch.optim.SGD,
+            optimizer__lr=self.lr,
+            optimizer__momentum=self.momentum,
+            optimizer__weight_decay=self.weight_decay,
+            optimizer_arch__lr=self.arch_lr,
+            optimizer_arch__betas=(0.5, 0.999),
+            optimizer_arch__weight_decay=self.arch_weight_decay,
+            smoothing=self.smoothing,
+            epsilon=self.epsilon,
+            grad_clip=self.grad_clip,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            train_split=predefined_split(arch_ds),
+            iterator_train__shuffle=True,
+            callbacks=self._callbacks(checkpoint),
+            classes=np.arange(len(self.classes_)),
+            device=self.device_,
+            verbose=int(self.verbose >= 1),
+            callbacks__print_log__keys_ignored=["genotype", "arch_weights"],
+        )
+        Xw, yw = images[w_idx], y_enc[w_idx]
+        self.resumed_from_ = 0
+        if state is None:
+            self.net_.fit(Xw, yw)
+        else:
+            self.net_.initialize()
+            dict(self.net_.callbacks_)["search_checkpoint"].restore(self.net_, state)
+            self.resumed_from_ = int(state["epochs_done"])
+            remaining = max(self.max_epochs - self.resumed_from_, 0)
+            self.net_.partial_fit(Xw, yw, epochs=remaining)
+        self.search_epochs_ = _completed_epochs(self.net_.history)
+        self.interrupted_ = self.search_epochs_ < self.max_epochs and not any(
+            isinstance(cb, EarlyStopping) and cb.misses_ >= cb.patience
+            for _, cb in self.net_.callbacks_
+        )
+        self.genotype_ = self.net_.module_.genotype()
+        self.final_net_ = None
+        if self.interrupted_:
+            resume = (
+                " fit again with the same checkpoint_dir to resume from the last "
+                "checkpoint."
+                if self.checkpoint_dir is not None
+                else " set checkpoint_dir to make searches resumable."
+            )
+            warnings.warn(
+                f"The search was interrupted after {self.search_epochs_} of "
+                f"{self.max_epochs} epochs: the genotype is derived from the alphas "
+                "as they stood, the final training is skipped and predictions come "
+                f"from the supernet (interrupted_=True);{resume}",
+                UserWarning,
+                stacklevel=4,
+            )
+        elif self.final_epochs > 0:
+            self.final_net_ = self._fit_final(images, y_enc)
+            done = _completed_epochs(self.final_net_.history)
+            if done < self.final_epochs:
+                self.interrupted_ = True
+                warnings.warn(
+                    f"The final training was interrupted after {done} of "
+                    f"{self.final_epochs} epochs; predictions use the derived "
+                    "network as trained so far (interrupted_=True).",
+                    UserWarning,
+                    stacklevel=4,
+                )
+
     def _fit_final(self, images, y_enc):
         derived = DerivedNetwork.from_supernet(self.net_.module_, self.genotype_)
-        net = NeuralNetClassifier(
+        net = _FinalNet(
             module=derived,
             criterion=torch.nn.CrossEntropyLoss,
             optimizer=torch.optim.SGD,
@@ -435,6 +621,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
                         eta_min=self.lr_min,
                     ),
                 ),
+                ("finite_guard", FiniteGuard(phase="final training")),
                 *([("progress_bar", ProgressBar())] if self.verbose >= 2 else []),
             ],
             classes=np.arange(len(self.classes_)),
@@ -513,3 +700,77 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "net_") and hasattr(self, "classes_")
+
+    # -- persistence -------------------------------------------------------------
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        device = getattr(self, "device_", None)
+        if (
+            isinstance(device, str)
+            and device.startswith("cuda")
+            and not torch.cuda.is_available()
+        ):
+            # The skorch nets inside have already mapped their tensors to the CPU.
+            warnings.warn(
+                f"This SupernetSearchClassifier was fitted on {device!r}, which is "
+                "not available here: it was loaded on the CPU (device_='cpu').",
+                UserWarning,
+                stacklevel=2,
+            )
+            self.device_ = "cpu"
+
+    def export(
+        self, path, format: str = "safetensors", *, overwrite: bool = False
+    ) -> Path:
+        """Write the trained derived network for use without this estimator.
+
+        The exported model includes the input standardisation and returns
+        class probabilities equal to :meth:`predict_proba`'s, for images
+        scaled as :func:`skdarts.data.as_images` scales them (8-bit integer
+        pixels divided by 255). See :mod:`skdarts.export` for the formats;
+        :func:`skdarts.load_exported` reads them back. The write is atomic.
+
+        Parameters
+        ----------
+        path : str or path-like
+            A folder for ``"safetensors"``, a file otherwise.
+        format : {"safetensors", "torchscript", "onnx"}, default="safetensors"
+        overwrite : bool, default=False
+            Replace an existing export.
+
+        Returns
+        -------
+        pathlib.Path
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> from sklearn.datasets import load_digits
+        >>> from skdarts import load_exported
+        >>> X, y = load_digits(return_X_y=True)
+        >>> clf = SupernetSearchClassifier(search_space="s2", init_channels=2,
+        ...     n_cells=1, n_nodes=1, max_epochs=1, final_epochs=1, verbose=0,
+        ...     device="cpu", random_state=0).fit(X[:60], y[:60])
+        >>> folder = clf.export(os.path.join(tempfile.mkdtemp(), "digits"))
+        >>> model = load_exported(folder)
+        >>> images = torch.tensor(X[:2].reshape(-1, 1, 8, 8), dtype=torch.float32)
+        >>> bool(torch.allclose(model(images).double(),
+        ...     torch.from_numpy(clf.predict_proba(X[:2])), atol=1e-6))
+        True
+        """
+        check_is_fitted(self)
+        if self.final_net_ is None:
+            raise ValueError(
+                "export writes the trained derived network, but this estimator has "
+                "none (final_epochs=0 or an interrupted search): fit with "
+                "final_epochs >= 1 (or resume the search) first."
+            )
+        model = ExportedClassifier(
+            copy.deepcopy(self.final_net_.module_).cpu(),
+            self.pixel_mean_,
+            self.pixel_std_,
+            classes=self.classes_.tolist(),
+            image_shape=self.image_shape_,
+        )
+        return export_network(model, path, format=format, overwrite=overwrite)
