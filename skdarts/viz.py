@@ -731,12 +731,17 @@ def plot_distances(
             alpha=1.0 if exact[i] else 0.5,
         )
         if annotate and np.isfinite(values[i]):
-            ax.text(values[i], y, f" {values[i]:.3g}", va="center", fontsize=7)
+            ax.text(values[i], y, f" {_short(values[i])}", va="center", fontsize=7)
     ax.set_yticks(ys, [names[i] for i in order])
     ax.set_xlabel("distance" + ("" if exact.all() else " (hatched: stage-1 bound)"))
     ax.set_title(title or "dataset distance")
     ax.margins(x=0.15)
     return fig
+
+
+def _short(value: float) -> str:
+    """Two decimals for everyday distances (no 2e-08 for a zero), else 3 digits."""
+    return f"{value:.2f}" if abs(value) < 100 else f"{value:.3g}"
 
 
 def _distance_heatmap(names, matrix, ax, annotate, title):
@@ -751,7 +756,7 @@ def _distance_heatmap(names, matrix, ax, annotate, title):
                 ax.text(
                     j,
                     i,
-                    f"{matrix[i, j]:.2g}",
+                    _short(matrix[i, j]),
                     ha="center",
                     va="center",
                     fontsize=7,
