@@ -659,9 +659,9 @@ def plot_distances(
     ----------
     names : sequence of str, or a fitted OTSourceSelector
         Dataset (or zoo entry) names. A fitted selector supplies its
-        ``ranking_`` and ``distances_`` (its stage-1 bound where the exact
-        distance was not computed, drawn hatched) and highlights
-        ``selected_``.
+        ``ranking_`` (kept in its order) and ``distances_`` (its stage-1
+        lower bound where the exact distance was not computed, drawn
+        hatched) and highlights ``selected_``.
     distances : array-like of shape (n,) or (n, n), optional
         Distance per name (bars, nearest first) or between every pair
         (heatmap). Not used with a selector.
@@ -683,7 +683,10 @@ def plot_distances(
     ['letters', 'mnist']
     """
     exact = None
+    ranked = False
     if hasattr(names, "ranking_") and hasattr(names, "distances_"):
+        # keep the selector's order: its bounds are lower bounds, not distances
+        ranked = True
         selector = names
         names = list(selector.ranking_)
         values = np.asarray(selector.distances_, dtype=float)
@@ -717,7 +720,7 @@ def plot_distances(
         )
     if exact is None:
         exact = np.ones(len(values), dtype=bool)
-    order = np.argsort(values, kind="stable")
+    order = np.arange(len(values)) if ranked else np.argsort(values, kind="stable")
     fig, (ax,) = _axes_list(ax, 1, (6.0, 0.35 * len(names) + 1.5))
     strong = set(highlight or [])
     # nearest at the top
@@ -733,7 +736,9 @@ def plot_distances(
         if annotate and np.isfinite(values[i]):
             ax.text(values[i], y, f" {_short(values[i])}", va="center", fontsize=7)
     ax.set_yticks(ys, [names[i] for i in order])
-    ax.set_xlabel("distance" + ("" if exact.all() else " (hatched: stage-1 bound)"))
+    ax.set_xlabel(
+        "distance" + ("" if exact.all() else " (hatched: stage-1 lower bound)")
+    )
     ax.set_title(title or "dataset distance")
     ax.margins(x=0.15)
     return fig

@@ -215,14 +215,15 @@ def test_distances_from_a_fitted_selector_like_object():
     class Selector:
         method = "otdd"
         ranking_ = ["x", "y", "z"]
-        distances_ = np.array([0.2, 0.4, np.nan])
+        distances_ = np.array([0.2, 0.9, np.nan])
         proxy_distances_ = np.array([0.1, 0.3, 0.8])
         selected_ = ["x"]
 
     fig = plot_distances(Selector())
     ax = fig.axes[0]
     bars = {t.get_text(): None for t in ax.get_yticklabels()}
-    assert list(bars) == ["x", "y", "z"]
+    assert list(bars) == ["x", "y", "z"]  # the selector's order, not by value
+    assert [p.get_width() for p in ax.patches] == [0.2, 0.9, 0.8]
     hatched = [p.get_hatch() for p in ax.patches]
     assert hatched.count("//") == 1  # z: stage-1 bound only
     assert "stage-1" in ax.get_xlabel()
