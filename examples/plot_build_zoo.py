@@ -30,11 +30,12 @@ from skdarts.viz import plot_distances
 
 X, y = load_digits(return_X_y=True)
 X = X.reshape(-1, 8, 8)
-source, target = slice(0, 1200), slice(1200, None)
+source, target = slice(0, 600), slice(600, None)
 Xs, ys = X[source], y[source]
+# entry names: letters, digits, '_', '.', '+', '-'
 tasks = {
-    "lower (0-4)": (Xs[ys < 5], ys[ys < 5]),
-    "upper (5-9)": (Xs[ys >= 5], ys[ys >= 5] - 5),
+    "lower": (Xs[ys < 5], ys[ys < 5]),  # digits 0-4
+    "upper": (Xs[ys >= 5], ys[ys >= 5] - 5),  # digits 5-9, labelled 0-4
     "inverted": (16 - Xs, ys),
     "flipped": (Xs[:, :, ::-1], ys),
 }
@@ -60,7 +61,9 @@ zoo.pretrain(
 print(list(zoo))
 entry = zoo["inverted"]
 print(entry.metadata["config"])
-print({k: v for k, v in entry.provenance.items() if k != "history"})
+provenance = entry.provenance
+print({k: provenance.get(k) for k in ("kind", "epochs", "train_seconds")})
+print(provenance["sources"])
 
 # %%
 # How far apart are the sources?
@@ -78,8 +81,8 @@ plot_distances(names, D)
 # %%
 # Rank the zoo for a new target
 # -----------------------------
-# The target: digits none of the sources saw, lower classes only - closest to
-# "lower (0-4)".
+# The target: digits none of the sources saw, classes 0-4 only - closest to
+# "lower".
 Xt, yt = X[target], y[target]
 selector = OTSourceSelector(zoo, random_state=0).fit(Xt[yt < 5], yt[yt < 5])
 print(selector.ranking_, selector.selected_)

@@ -24,17 +24,17 @@ from skdarts.viz import plot_genotype, plot_learning_curves
 
 X, y = load_digits(return_X_y=True)
 X = X.reshape(-1, 8, 8)
-Xs, ys = X[:1000], y[:1000]
+Xs, ys = X[:900], y[:900]
 sources = {
-    "inverted": (16 - Xs[:400], ys[:400]),
-    "flipped": (Xs[400:800, :, ::-1], ys[400:800]),
-    "transposed": (Xs[:400].transpose(0, 2, 1), ys[:400]),
+    "inverted": (16 - Xs[:300], ys[:300]),
+    "flipped": (Xs[300:600, :, ::-1], ys[300:600]),
+    "transposed": (Xs[600:900].transpose(0, 2, 1), ys[600:900]),
 }
 small = dict(init_channels=4, n_cells=3, verbose=0, random_state=0)
 
 zoo = SupernetZoo(tempfile.mkdtemp())
-zoo.pretrain_mixture(sources, name="multi", max_epochs=3, **small)
-zoo.pretrain({"inverted": sources["inverted"]}, max_epochs=3, **small)
+zoo.pretrain_mixture(sources, name="multi", max_epochs=2, **small)
+zoo.pretrain({"inverted": sources["inverted"]}, max_epochs=2, **small)
 print(list(zoo), zoo["multi"].sources)
 
 # %%
@@ -46,7 +46,7 @@ plot_genotype(zoo["multi"].load_supernet())
 # Warm-start a new target from each
 # ---------------------------------
 X_train, X_test, y_train, y_test = train_test_split(
-    X[1000:], y[1000:], train_size=400, stratify=y[1000:], random_state=0
+    X[900:], y[900:], train_size=400, stratify=y[900:], random_state=0
 )
 runs = {}
 for name, prior in (
