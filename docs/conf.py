@@ -114,7 +114,9 @@ _public_api()
 sphinx_gallery_conf = {
     "examples_dirs": str(ROOT / "examples"),
     "gallery_dirs": "auto_examples",
-    "filename_pattern": r"/plot_",
+    # SKDARTS_DOCS_EXAMPLES: a regex choosing the examples to run (a quick local
+    # build); SKDARTS_DOCS_PLOT_GALLERY=False runs none.
+    "filename_pattern": os.environ.get("SKDARTS_DOCS_EXAMPLES", r"/plot_"),
     "ignore_pattern": r"__init__\.py|_helpers\.py",
     "download_all_examples": False,
     "remove_config_comments": True,

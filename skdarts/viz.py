@@ -383,29 +383,52 @@ a Supernet or dict
         rows.append("evolution")
     plt = _pyplot()
     n_e = snaps[0]["normal"].shape[0]
+    heights = {"heatmap": 0.3 * n_e + 1.6, "evolution": 3.2}
     fig, axes = plt.subplots(
         len(rows),
         len(cells),
-        figsize=(5.2 * len(cells), 0.32 * n_e * len(rows) + 2.2 * len(rows)),
+        figsize=(5.0 * len(cells), sum(heights[r] for r in rows)),
         squeeze=False,
+        layout="constrained",
+        height_ratios=[heights[r] for r in rows],
     )
+    # One colour scale for both heatmaps, fitted to the weights shown: early in
+    # a search they all sit near uniform and a 0-1 scale would show nothing.
+    shown = np.concatenate([snaps[epoch][c].ravel() for c in cells])
+    scale = (float(shown.min()), float(shown.max()))
     image = None
     for r, row in enumerate(rows):
         for c, cell in enumerate(cells):
             ax = axes[r][c]
             ops = _edge_op_names(space, snaps[0][cell].shape[0], cell)
             if row == "heatmap":
-                image = _alpha_heatmap(ax, snaps[epoch][cell], ops, cell, epoch, snaps)
+                image = _alpha_heatmap(
+                    ax, snaps[epoch][cell], ops, cell, epoch, snaps, scale
+                )
             else:
                 _alpha_evolution(ax, [s[cell] for s in snaps], ops, cell)
     if image is not None:
-        fig.colorbar(image, ax=list(np.ravel(axes[0])), label="softmax(alpha)")
+        fig.colorbar(
+            image,
+            ax=list(np.ravel(axes[0])),
+            label="softmax(alpha)  (dot: strongest non-'none' op)",
+        )
     return fig
 
 
-def _alpha_heatmap(ax, weights, ops, cell, epoch, snaps):
+def _alpha_heatmap(ax, weights, ops, cell, epoch, snaps, scale):
     n_e, n_ops = weights.shape
-    image = ax.imshow(weights, aspect="auto", cmap="viridis", vmin=0, vmax=1)
+    lo, hi = scale
+    image = ax.imshow(
+        weights, aspect="auto", cmap="viridis", vmin=lo, vmax=max(hi, lo + 1e-9)
+    )
+    # the operation the discretisation would pick on each edge
+    for e in range(n_e):
+        candidates = [
+            k for k in range(n_ops) if ops is None or ops[e][k] != "none"
+        ] or list(range(n_ops))
+        best = max(candidates, key=lambda k, e=e: weights[e, k])
+        ax.plot(best, e, "o", ms=3, color="white", mec="black", mew=0.5)
     nodes = 0
     while n_edges(nodes) < n_e:
         nodes += 1
@@ -426,7 +449,7 @@ def _alpha_heatmap(ax, weights, ops, cell, epoch, snaps):
                         ha="center",
                         va="center",
                         fontsize=6,
-                        color="white" if weights[e, k] < 0.6 else "black",
+                        color="white" if weights[e, k] < (lo + hi) / 2 else "black",
                     )
     shown = epoch % len(snaps) + 1
     where = f", epoch {shown} of {len(snaps)}" if len(snaps) > 1 else ""
@@ -450,6 +473,7 @@ def _alpha_evolution(ax, series, ops, cell):
         ax.plot(epochs, stack[:, e, k], color=_op_colour(names[k]), lw=1, label=label)
     ax.axhline(1 / final.shape[1], color="0.5", lw=0.8, ls=":", label="uniform")
     ax.set_xlabel("epoch")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("weight of the final choice")
     ax.set_title(f"{cell} cell: alphas over epochs")
     ax.legend(fontsize=6, ncol=2)
