@@ -389,8 +389,8 @@ def _walk_images(folder: Path) -> list[Path]:
     out = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        out.extend(Path(root) / f for f in sorted(files) if _is_image_file(Path(f)))
-    return out
+        out.extend(Path(root) / f for f in files if _is_image_file(Path(f)))
+    return sorted(out)  # by path components, so nested folders interleave in order
 
 
 class _BadImage(Exception):
@@ -453,7 +453,9 @@ def _resize(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.stack(
         [
             np.asarray(
-                Image.fromarray(ch, mode="F").resize((w, h), Image.Resampling.BILINEAR)
+                Image.fromarray(np.ascontiguousarray(ch, dtype=np.float32)).resize(
+                    (w, h), Image.Resampling.BILINEAR
+                )
             )
             for ch in arr
         ]
@@ -513,6 +515,11 @@ class _ImageFiles(TorchDataset):
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return (1 if self.color == "grey" else 3, *self.image_size)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(c, h, w)`` of every image (as ``_DatasetImages.shape``)."""
+        return self.image_shape
 
     def __len__(self) -> int:
         return len(self.paths)

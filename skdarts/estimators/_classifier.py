@@ -73,6 +73,17 @@ def _split_indices(y: np.ndarray, fraction: float, rng: np.random.RandomState):
     return np.flatnonzero(~arch), np.flatnonzero(arch)
 
 
+def _naming_x(exc: Exception) -> Exception:
+    """sklearn's validation error, its message prefixed with the argument's name."""
+    message = str(exc)
+    if message.startswith("X"):
+        return exc
+    try:
+        return type(exc)(f"X: {message}")
+    except Exception:  # an exception type with another signature: keep it
+        return exc
+
+
 def _unchanged_on_error(method):
     """A call that raises leaves the estimator's attributes as they were."""
 
@@ -342,12 +353,17 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
             source = _DatasetImages(X, channels=None if reset else self.image_shape_[0])
             source.shape = source.image(0).shape
         else:
-            if reset:
+            try:
                 Xv = validate_data(
-                    self, X, reset=True, allow_nd=True, dtype=None, ensure_min_samples=1
+                    self,
+                    X,
+                    reset=reset,
+                    allow_nd=True,
+                    dtype=None,
+                    ensure_min_samples=1,
                 )
-            else:
-                Xv = validate_data(self, X, reset=False, allow_nd=True, dtype=None)
+            except (TypeError, ValueError) as exc:
+                raise _naming_x(exc) from exc
             from_arrays = True
             images = as_images(
                 Xv,
