@@ -332,6 +332,7 @@ def is_path_input(X) -> bool:
 def _parse_image_size(image_size, name: str = "image_size") -> tuple[int, int] | None:
     if image_size is None:
         return None
+    given = image_size
     if isinstance(image_size, (bool, np.bool_)):
         raise TypeError(
             f"{name} must be None, an int or a pair (height, width) of ints; got "
@@ -354,7 +355,7 @@ def _parse_image_size(image_size, name: str = "image_size") -> tuple[int, int] |
         )
     if min(size) < 1:
         raise ValueError(
-            f"{name} must be positive (height, width >= 1); got {image_size!r}."
+            f"{name} must be positive (height, width >= 1); got {given!r}."
         )
     check_image_size((1, *size), name=name)
     return (int(size[0]), int(size[1]))
@@ -531,7 +532,8 @@ class _ImageFiles(TorchDataset):
         except _BadImage as exc:
             raise ValueError(
                 f"X: could not read the image file {exc}. Remove or repair the "
-                "file, or index the folder with on_error='skip'."
+                "file, or skip unreadable files with load_image_folder(path, "
+                "on_error='skip'), which decodes every file up front."
             ) from None
 
     def __getitem__(self, index):
@@ -555,7 +557,8 @@ def _index_files(paths, image_size, color, on_error, verbose, name):
             if on_error == "raise":
                 raise ValueError(
                     f"{name}: could not read the image file {exc}. Remove or repair "
-                    "the file, or pass on_error='skip'."
+                    "the file, or skip unreadable files with on_error='skip' "
+                    "(load_image_folder, ImageFolderDataset)."
                 ) from None
             skipped.append(str(exc))
             continue
