@@ -30,7 +30,8 @@ must be finite and within float32's range (``|x| < 3.4e38``). The items of a
 torch Dataset are scaled one by one, so their divisor comes from the dtype, not
 the values: ``uint8`` / 255, ``uint16`` / 65535, floats and booleans as above;
 other integer dtypes are refused there. Image files are decoded to floats in
-[0, 1] (8-bit formats / 255, 16-bit ones / 65535). After that every channel is
+[0, 1] (8-bit formats / 255, 16- and 32-bit integer ones / 65535, clipped;
+32-bit float images as given). After that every channel is
 standardised with the mean and standard deviation seen at ``fit`` (estimated
 from at most :data:`STATS_SAMPLE` images of a torch Dataset, all of them when
 there are no more).
@@ -95,6 +96,9 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".
 
 #: Images of a torch Dataset read to estimate the channel statistics.
 STATS_SAMPLE = 2048
+
+#: Seconds of work before a progress bar shows (when ``verbose`` allows one).
+PROGRESS_DELAY = 0.5
 
 #: Decoded size (bytes of float32 pixels) up to which ``fit(path)`` loads a
 #: folder into memory; larger folders are read lazily, batch by batch.
@@ -501,7 +505,7 @@ def _progress(iterable, verbose, desc: str, total: int | None = None):
     from tqdm.auto import tqdm
 
     # Shown only when the work lasts: small folders stay quiet.
-    return tqdm(iterable, desc=desc, total=total, delay=0.5, leave=False)
+    return tqdm(iterable, desc=desc, total=total, delay=PROGRESS_DELAY, leave=False)
 
 
 class _ImageFiles(TorchDataset):
@@ -599,6 +603,9 @@ class ImageFolderDataset(_ImageFiles):
         further in fail when they are decoded, naming the file.
     verbose : int, default=1
         0 is silent.
+    min_classes : int, default=1
+        Fewer class sub-folders than this is an error (the estimators ask
+        for 2).
 
     Attributes
     ----------
@@ -677,7 +684,8 @@ class ImageFolderDataset(_ImageFiles):
         )
         paths = [paths[i] for i in keep]
         targets = [targets[i] for i in keep]
-        empty = [c for k, c in enumerate(classes) if k not in set(targets)]
+        present = set(targets)
+        empty = [c for k, c in enumerate(classes) if k not in present]
         if empty:
             raise ValueError(
                 f"{_name}: the class sub-folder(s) {empty} of {str(root)!r} hold no "
@@ -930,8 +938,9 @@ class _DatasetImages:
     def image(self, index: int) -> np.ndarray:
         where = f"X[{index}]"
         if isinstance(self.dataset, _ImageFiles):
-            return self.dataset.image(index)
-        arr = image_from_item(_item_image(self.dataset[index]), where)
+            arr = self.dataset.image(index)
+        else:
+            arr = image_from_item(_item_image(self.dataset[index]), where)
         if self.channels is not None and arr.shape[0] != self.channels:
             raise ValueError(
                 f"{where} has {arr.shape[0]} channel(s) but the estimator was fitted "

@@ -200,6 +200,15 @@ def test_corrupt_and_truncated_files_raise_or_skip(tmp_path):
         load_image_folder(tmp_path, verbose=0)
 
 
+def test_progress_shows_while_indexing(tmp_path, capsys, monkeypatch):
+    _two_class_folder(tmp_path)
+    monkeypatch.setattr(data_mod, "PROGRESS_DELAY", 0)
+    ImageFolderDataset(tmp_path, verbose=1)
+    assert "indexing images" in capsys.readouterr().err
+    ImageFolderDataset(tmp_path, verbose=0)
+    assert capsys.readouterr().err == ""
+
+
 def test_verbose_zero_is_silent(tmp_path, capsys):
     _two_class_folder(tmp_path)
     load_image_folder(tmp_path, verbose=0)
@@ -352,6 +361,25 @@ def test_predict_files_are_read_like_the_fit(tmp_path):
     grey = np.repeat(X[1][..., :1], 3, axis=-1)
     np.testing.assert_allclose(proba[1], clf.predict_proba(grey[None])[0], atol=1e-6)
     np.testing.assert_allclose(proba[0], clf.predict_proba(X[:1])[0], atol=0.05)
+
+
+def test_files_need_one_or_three_channels(tmp_path):
+    X = np.random.RandomState(0).rand(8, 4, 6, 6).astype(np.float32)
+    clf = SupernetSearchClassifier(**TINY).fit(X, np.arange(8) % 2)
+    assert clf.color_ is None
+    Image.fromarray(np.zeros((6, 6), np.uint8)).save(tmp_path / "x.png")
+    with pytest.raises(ValueError, match="4-channel"):
+        clf.predict(tmp_path)
+    rgb_files = ImageFolderDataset(_folder_rgb(tmp_path / "rgb"), verbose=0)
+    with pytest.raises(ValueError, match=r"X\[0\] has 3 channel"):
+        clf.predict(rgb_files)
+
+
+def _folder_rgb(root):
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        Image.new("RGB", (6, 6), "red").save(root / c / "r.png")
+    return root
 
 
 def test_large_folder_warns_nothing_and_indexes_lazily(tmp_path, monkeypatch):
