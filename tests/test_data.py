@@ -302,6 +302,7 @@ def test_arrays_folders_and_datasets_give_the_same_results(digits_folder, monkey
             torch.utils.data.TensorDataset(torch.from_numpy(X), torch.from_numpy(y))
         ),
         "paths": SupernetSearchClassifier(**TINY).fit([str(p) for p in paths], names),
+        "path tuple": SupernetSearchClassifier(**TINY).fit(tuple(paths), names),
         "float arrays": SupernetSearchClassifier(**TINY).fit(
             load_image_folder(root, verbose=0)[0], names
         ),

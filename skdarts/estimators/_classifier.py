@@ -312,7 +312,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         """
         labels = source = images = None
         from_arrays = False
-        if reset and y is not None and is_path_input(X) and not isinstance(X, list):
+        if reset and y is not None and isinstance(X, (str, os.PathLike)):
             raise ValueError(
                 "y must be None when X is a folder: the labels are the names of its "
                 f"class sub-folders; got y of type {type(y).__name__}."
