@@ -12,6 +12,10 @@ Kinds of input
 * **torch Datasets** of ``(image, label)`` items (any map-style dataset with
   ``__len__``), read item by item so that data larger than memory trains.
 
+An estimator given a folder reads it into memory when its decoded pixels fit in
+:data:`FOLDER_MEMORY_BUDGET` bytes, else lazily through an
+:class:`ImageFolderDataset`; both give the same results.
+
 Layouts accepted for arrays (and for each dataset item, without the ``n``)
 -------------------------------------------------------------------------
 * ``(n, h, w)``: grey images;

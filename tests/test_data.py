@@ -342,6 +342,28 @@ def test_loader_workers_repeatable_across_input_kinds(digits_folder):
     np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(root))
 
 
+class _Unpicklable(torch.utils.data.Dataset):
+    def __init__(self, X, y):
+        self.X, self.y = X, y
+        self.transform = lambda x: x  # lambdas cannot be pickled
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, i):
+        return self.transform(torch.from_numpy(self.X[i])), int(self.y[i])
+
+
+def test_fitted_estimator_keeps_no_training_data(digits_folder):
+    _, X, y, _, _ = digits_folder
+    ds = _Unpicklable(X, y)
+    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+        pickle.dumps(ds)
+    clf = SupernetSearchClassifier(**TINY).fit(ds)
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
+
+
 def test_predict_files_are_read_like_the_fit(tmp_path):
     """Colour and size of new files follow the fit, not the files."""
     rng = np.random.RandomState(0)

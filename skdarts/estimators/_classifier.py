@@ -562,6 +562,8 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
                 **self._loader_params(),
             )
             self.net_.fit(Subset(dataset, w_idx), None)
+            # The arch split is data, not model state: keep it out of pickles.
+            self.net_.train_split = None
             self.genotype_ = self.net_.module_.genotype()
             self.final_net_ = None
             if self.final_epochs > 0:
