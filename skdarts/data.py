@@ -80,6 +80,7 @@ from torch.utils.data import Dataset as TorchDataset
 __all__ = [
     "IMAGE_EXTENSIONS",
     "STATS_SAMPLE",
+    "DatasetImages",
     "ImageFolderDataset",
     "StandardisedDataset",
     "as_images",
@@ -527,7 +528,7 @@ class _ImageFiles(TorchDataset):
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        """``(c, h, w)`` of every image (as ``_DatasetImages.shape``)."""
+        """``(c, h, w)`` of every image (as ``DatasetImages.shape``)."""
         return self.image_shape
 
     def __len__(self) -> int:
@@ -928,7 +929,7 @@ def check_dataset(X) -> None:
         raise ValueError("X: the torch Dataset has 0 items; at least 1 is required.")
 
 
-class _DatasetImages:
+class DatasetImages:
     """Images of a torch Dataset, converted and checked one by one."""
 
     def __init__(self, dataset, shape=None, channels=None):

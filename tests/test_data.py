@@ -13,8 +13,8 @@ from PIL import Image
 import skdarts.data as data_mod
 from skdarts import ImageFolderDataset, SupernetSearchClassifier, load_image_folder
 from skdarts.data import (
+    DatasetImages,
     StandardisedDataset,
-    _DatasetImages,
     channel_stats,
     dataset_stats,
     read_image_files,
@@ -235,7 +235,7 @@ def test_lazy_dataset_matches_arrays_and_loader_workers(tmp_path):
 def test_dataset_stats_bounded_sample(monkeypatch):
     rng = np.random.RandomState(0)
     X = rng.rand(30, 2, 5, 5).astype(np.float32)
-    source = _DatasetImages(torch.utils.data.TensorDataset(torch.from_numpy(X)))
+    source = DatasetImages(torch.utils.data.TensorDataset(torch.from_numpy(X)))
     full = dataset_stats(source)
     np.testing.assert_array_equal(full[0], channel_stats(X)[0])
     np.testing.assert_array_equal(full[1], channel_stats(X)[1])
@@ -253,7 +253,7 @@ def test_dataset_stats_bounded_sample(monkeypatch):
 
 def test_standardised_dataset_items():
     X = np.arange(2 * 1 * 2 * 2, dtype=np.float32).reshape(2, 1, 2, 2)
-    source = _DatasetImages(torch.utils.data.TensorDataset(torch.from_numpy(X)))
+    source = DatasetImages(torch.utils.data.TensorDataset(torch.from_numpy(X)))
     ds = StandardisedDataset(source, np.array([3, 4]), np.array([1.0]), np.array([2.0]))
     x, label = ds[1]
     np.testing.assert_array_equal(x.numpy(), (X[1] - 1) / 2)

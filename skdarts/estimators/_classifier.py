@@ -29,9 +29,9 @@ from torch.utils.data import Subset
 
 from .. import data as _data
 from ..data import (
+    DatasetImages,
     ImageFolderDataset,
     StandardisedDataset,
-    _DatasetImages,
     as_images,
     channel_stats,
     check_dataset,
@@ -143,7 +143,9 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         ``(h, w)`` or ``(c, h, w)`` of flat input rows.
     num_workers : int, default=0
         DataLoader worker processes reading the batches (0: in the main
-        process); useful when images are decoded from files lazily.
+        process); useful when images are decoded from files lazily. Workers
+        prefetch, which reorders random draws: results are repeatable for a
+        given ``num_workers > 0`` but differ from those with 0.
     warm_start : bool, "auto" or a prior, default="auto"
         ``False`` searches from scratch; ``True`` continues from this
         estimator's last fit (its supernet's alphas and weights; the head is
@@ -350,7 +352,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
             check_dataset(X)
             if reset and y is None:
                 labels = dataset_labels(X, verbose=self.verbose)
-            source = _DatasetImages(X, channels=None if reset else self.image_shape_[0])
+            source = DatasetImages(X, channels=None if reset else self.image_shape_[0])
             source.shape = source.image(0).shape
         else:
             try:
