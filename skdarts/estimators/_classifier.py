@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
+import math
 import numbers
 import os
 import time
@@ -25,8 +27,22 @@ from skorch.callbacks import EarlyStopping, LRScheduler, PrintLog, ProgressBar
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from torch.optim.lr_scheduler import CosineAnnealingLR
+from torch.utils.data import Dataset as TorchDataset
+from torch.utils.data import Subset
 
-from ..data import as_images, channel_stats
+from .. import data as _data
+from ..data import (
+    DatasetImages,
+    ImageFolderDataset,
+    StandardisedDataset,
+    as_images,
+    channel_stats,
+    check_dataset,
+    dataset_labels,
+    dataset_stats,
+    is_path_input,
+    read_image_files,
+)
 from ..export import ExportedClassifier, export_network
 from ..search import (
     FiniteGuard,
@@ -79,6 +95,33 @@ def _split_indices(y: np.ndarray, fraction: float, rng: np.random.RandomState):
     return np.flatnonzero(~arch), np.flatnonzero(arch)
 
 
+def _naming_x(exc: Exception) -> Exception:
+    """sklearn's validation error, its message prefixed with the argument's name."""
+    message = str(exc)
+    if message.startswith("X"):
+        return exc
+    try:
+        return type(exc)(f"X: {message}")
+    except Exception:  # an exception type with another signature: keep it
+        return exc
+
+
+def _unchanged_on_error(method):
+    """A call that raises leaves the estimator's attributes as they were."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        state = dict(self.__dict__)
+        try:
+            return method(self, *args, **kwargs)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(state)
+            raise
+
+    return wrapper
+
+
 class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
     """Differentiable architecture search (DARTS / SmoothDARTS) as a classifier.
 
@@ -120,6 +163,11 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
     grad_clip : float, default=5.0
     image_shape : tuple of int, optional
         ``(h, w)`` or ``(c, h, w)`` of flat input rows.
+    num_workers : int, default=0
+        DataLoader worker processes reading the batches (0: in the main
+        process); useful when images are decoded from files lazily. Workers
+        prefetch, which reorders random draws: results are repeatable for a
+        given ``num_workers > 0`` but differ from those with 0.
     warm_start : bool, "auto" or a prior, default="auto"
         ``False`` searches from scratch; ``True`` continues from this
         estimator's last fit (its supernet's alphas and weights; the head is
@@ -178,8 +226,18 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
     classes_ : ndarray of shape (n_classes,)
         The original labels.
     n_features_in_ : int
+        ``X.shape[1]`` of array input (absent after a fit on files or a
+        torch Dataset).
     image_shape_ : tuple of int
         ``(c, h, w)`` of the images the network sees.
+    image_size_ : tuple of int
+        ``(h, w)`` image files are resized to at prediction.
+    color_ : {"grey", "rgb"} or None
+        How image files are read at prediction (from the channel count seen
+        at ``fit``; None when it is neither 1 nor 3).
+    pixel_mean_, pixel_std_ : ndarray of float32, shape (c,)
+        Channel statistics standardising every input (from at most
+        :data:`skdarts.data.STATS_SAMPLE` images of a torch Dataset).
     net_ : SearchNet
         The fitted skorch search net; ``net_.module_`` is the supernet.
     final_net_ : skorch.NeuralNetClassifier or None
@@ -232,6 +290,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         "epsilon": [Interval(numbers.Real, 0, None, closed="left")],
         "grad_clip": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "image_shape": [tuple, list, None],
+        "num_workers": [Interval(numbers.Integral, 0, None, closed="left")],
         "warm_start": ["boolean", StrOptions({"auto"}), object],
         "callbacks": [list, None],
         "checkpoint_dir": [str, os.PathLike, None],
@@ -261,6 +320,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         epsilon: float = 0.3,
         grad_clip: float | None = 5.0,
         image_shape: tuple | None = None,
+        num_workers: int = 0,
         warm_start: Any = "auto",
         callbacks: list | None = None,
         checkpoint_dir: str | os.PathLike | None = None,
@@ -287,6 +347,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         self.epsilon = epsilon
         self.grad_clip = grad_clip
         self.image_shape = image_shape
+        self.num_workers = num_workers
         self.warm_start = warm_start
         self.callbacks = callbacks
         self.checkpoint_dir = checkpoint_dir
@@ -297,29 +358,116 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
 
     # -- input handling ---------------------------------------------------------
 
-    def _images(self, X, reset: bool) -> np.ndarray:
-        """Validate X (sklearn's rules: n_features_in_, NaN, ...) and standardise."""
-        if reset:
-            Xv = validate_data(
-                self, X, reset=True, allow_nd=True, dtype=None, ensure_min_samples=1
+    def _loader_params(self) -> dict:
+        """DataLoader settings of every skorch net (training, arch split, predict)."""
+        return {
+            "iterator_train__num_workers": self.num_workers,
+            "iterator_valid__num_workers": self.num_workers,
+        }
+
+    def _file_reading(self) -> tuple[tuple[int, int], str]:
+        """``(image_size, color)`` reading new files the way the fit saw its images."""
+        if self.color_ is None:
+            raise ValueError(
+                "X: image files are read as grey (1 channel) or RGB (3 channels), but "
+                f"this estimator was fitted on {self.image_shape_[0]}-channel images; "
+                "pass arrays or a torch Dataset instead."
             )
+        return self.image_size_, self.color_
+
+    def _images(self, X, reset: bool, y=None):
+        """Validate X and return standardised images with any labels X carries.
+
+        Arrays give an ``(n, c, h, w)`` float32 array (sklearn's validation:
+        ``n_features_in_``, NaN, ...); image folders, lists of image files and
+        torch Datasets give a :class:`~skdarts.data.StandardisedDataset`, read
+        lazily (a folder that fits in memory is read at once). Returns
+        ``(images, labels)``; labels come from a folder's sub-folders or a
+        dataset (None for arrays and for prediction).
+        """
+        labels = source = images = None
+        from_arrays = False
+        if reset and y is not None and isinstance(X, (str, os.PathLike)):
+            raise ValueError(
+                "y must be None when X is a folder: the labels are the names of its "
+                f"class sub-folders; got y of type {type(y).__name__}."
+            )
+        if reset and y is None and not is_path_input(X):
+            if not isinstance(X, TorchDataset):
+                raise ValueError(
+                    "SupernetSearchClassifier requires y to be passed, but the target "
+                    "y is None: the search is supervised and needs one label per "
+                    "image (or pass an image folder or a torch Dataset of (image, "
+                    "label) items as X)."
+                )
+        if is_path_input(X):
+            if reset and isinstance(X, (str, os.PathLike)):
+                files = ImageFolderDataset(
+                    X, verbose=self.verbose, min_classes=2, _name="X"
+                )
+                labels = np.asarray(files.classes)[files.targets]
+            elif reset:
+                if y is None:
+                    raise ValueError(
+                        "y is None, but X is a list of image files; pass one label "
+                        "per file (or a folder with one sub-folder per class)."
+                    )
+                files = read_image_files(X, verbose=self.verbose)
+            else:
+                size, color = self._file_reading()
+                files = read_image_files(X, size, color, verbose=0)
+            n_bytes = 4 * len(files) * math.prod(files.image_shape)
+            if n_bytes <= _data.FOLDER_MEMORY_BUDGET:
+                images = files.to_array(verbose=self.verbose if reset else 0)
+            else:
+                source = files
+        elif isinstance(X, TorchDataset):
+            check_dataset(X)
+            if reset and y is None:
+                labels = dataset_labels(X, verbose=self.verbose)
+            source = DatasetImages(X, channels=None if reset else self.image_shape_[0])
+            source.shape = source.image(0).shape
         else:
-            Xv = validate_data(self, X, reset=False, allow_nd=True, dtype=None)
-        images = as_images(
-            Xv,
-            image_shape=self.image_shape,
-            channels=None if reset else self.image_shape_[0],
-        )
-        if not reset and tuple(images.shape[1:]) != tuple(self.image_shape_):
-            # Convolutions accept any size; a different size is allowed but the
-            # channel count is not (checked above).
-            pass
+            try:
+                Xv = validate_data(
+                    self,
+                    X,
+                    reset=reset,
+                    allow_nd=True,
+                    dtype=None,
+                    ensure_min_samples=1,
+                )
+            except (TypeError, ValueError) as exc:
+                raise _naming_x(exc) from exc
+            from_arrays = True
+            images = as_images(
+                Xv,
+                image_shape=self.image_shape,
+                channels=None if reset else self.image_shape_[0],
+            )
         if reset:
-            self.image_shape_ = tuple(int(s) for s in images.shape[1:])
-            self.pixel_mean_, self.pixel_std_ = channel_stats(images)
-        return (images - self.pixel_mean_[None, :, None, None]) / self.pixel_std_[
-            None, :, None, None
-        ]
+            if not from_arrays:
+                # n_features_in_ describes arrays (sklearn's X.shape[1]); a fit on
+                # files or a dataset must not keep one from an earlier fit.
+                for name in ("n_features_in_", "feature_names_in_"):
+                    self.__dict__.pop(name, None)
+            shape = images.shape[1:] if images is not None else source.shape
+            self.image_shape_ = tuple(int(s) for s in shape)
+            self.image_size_ = self.image_shape_[1:]
+            self.color_ = {1: "grey", 3: "rgb"}.get(self.image_shape_[0])
+            self.pixel_mean_, self.pixel_std_ = (
+                channel_stats(images)
+                if images is not None
+                else dataset_stats(source, verbose=self.verbose)
+            )
+        if images is not None:
+            images = (images - self.pixel_mean_[None, :, None, None]) / self.pixel_std_[
+                None, :, None, None
+            ]
+            return images, labels
+        return StandardisedDataset(
+            source, None, self.pixel_mean_, self.pixel_std_
+        ), labels
 
     # -- the supernet to start from ---------------------------------------------
 
@@ -389,31 +537,35 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         return cbs
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    @_unchanged_on_error
+    def fit(self, X, y=None):
         """Search an architecture for (X, y), then train it.
 
         Parameters
         ----------
-        X : array-like of images
-            ``(n, h, w)``, ``(n, c, h, w)``, ``(n, h, w, c)`` or flat
-            ``(n, features)`` (see ``image_shape``).
-        y : array-like of shape (n,)
-            Class labels of any type.
+        X : array-like of images, path, list of paths or torch Dataset
+            Arrays ``(n, h, w)``, ``(n, c, h, w)``, ``(n, h, w, c)`` or flat
+            ``(n, features)`` (see ``image_shape``); a folder with one
+            sub-folder per class (read as :class:`~skdarts.ImageFolderDataset`
+            does; in memory when its decoded pixels fit in
+            ``skdarts.data.FOLDER_MEMORY_BUDGET`` bytes, else lazily); a list
+            of image files; or a torch Dataset of ``(image, label)`` items,
+            read lazily. Scaling and layout rules: :mod:`skdarts.data`.
+        y : array-like of shape (n,), optional
+            Class labels of any type. None for a folder (its sub-folder names
+            are the labels) and for a torch Dataset (its ``targets``, else
+            each item's label).
 
         Returns
         -------
         self
         """
-        if y is None:
-            raise ValueError(
-                "SupernetSearchClassifier requires y to be passed, but the target y "
-                "is None: the search is supervised and needs one label per image."
-            )
         X, handed_prior = split_handoff(X)
         warm_module = getattr(self, "net_", None)
         warm_module = warm_module.module_ if warm_module is not None else None
-        images = self._images(X, reset=True)
-        y = np.asarray(y)
+        images, labels = self._images(X, reset=True, y=y)
+        y_name = "y" if labels is None else "the labels of X"
+        y = np.asarray(y if labels is None else labels)
         if y.ndim == 2 and y.shape[1] == 1:
             from sklearn.exceptions import DataConversionWarning
 
@@ -426,24 +578,24 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
             y = y.ravel()
         if y.ndim != 1:
             raise ValueError(
-                f"y must be 1-d (one label per image); got shape {y.shape}."
+                f"{y_name} must be 1-d (one label per image); got shape {y.shape}."
             )
         if len(y) != len(images):
             raise ValueError(
                 f"X and y have inconsistent numbers of samples: X has {len(images)}, "
-                f"y has {len(y)}."
+                f"y has {len(y)}; pass one label per image."
             )
         check_classification_targets(y)
         encoder = LabelEncoder().fit(y)
         self.classes_ = encoder.classes_
         if len(self.classes_) < 2:
             raise ValueError(
-                f"y has only one class ({self.classes_[0]!r}); a classifier needs "
-                "at least 2 classes."
+                f"{y_name} has only one class ({self.classes_[0]!r}); a classifier "
+                "needs at least 2 classes."
             )
         if len(images) < 2:
             raise ValueError(
-                "n_samples=1: the search needs at least 2 samples (one for the "
+                "X: n_samples=1: the search needs at least 2 samples (one for the "
                 "weights, one for the architecture)."
             )
         y_enc = encoder.transform(y).astype(np.int64)
@@ -504,7 +656,13 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         rs = self.random_state
         params["random_state"] = int(rs) if isinstance(rs, numbers.Integral) else None
         h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
-        h.update(np.ascontiguousarray(images).tobytes())
+        if isinstance(images, np.ndarray):
+            h.update(np.ascontiguousarray(images).tobytes())
+        else:
+            # A lazy dataset: its size and a fixed spread of its items.
+            h.update(str(len(images)).encode())
+            for i in np.unique(np.linspace(0, len(images) - 1, 64).astype(int)):
+                h.update(np.ascontiguousarray(images[int(i)][0]).tobytes())
         h.update(np.ascontiguousarray(y_enc).tobytes())
         h.update(json.dumps([str(c) for c in self.classes_]).encode())
         return h.hexdigest()
@@ -530,7 +688,12 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
 
     def _search(self, images, y_enc, w_idx, a_idx, handed_prior, checkpoint, state):
         module = self._initial_module(len(self.classes_), handed_prior)
-        arch_ds = Dataset(images[a_idx], y_enc[a_idx])
+        if isinstance(images, StandardisedDataset):
+            images.labels = y_enc
+            dataset = images
+        else:
+            dataset = Dataset(images, y_enc)
+        arch_ds = Subset(dataset, a_idx)
         self.net_ = SearchNet(
             module=module,
             criterion=torch.nn.CrossEntropyLoss,
@@ -553,8 +716,9 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
             device=self.device_,
             verbose=int(self.verbose >= 1),
             callbacks__print_log__keys_ignored=["genotype", "arch_weights"],
+            **self._loader_params(),
         )
-        Xw, yw = images[w_idx], y_enc[w_idx]
+        Xw, yw = Subset(dataset, w_idx), None
         self.resumed_from_ = 0
         if state is None:
             self.net_.fit(Xw, yw)
@@ -564,6 +728,8 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
             self.resumed_from_ = int(state["epochs_done"])
             remaining = max(self.max_epochs - self.resumed_from_, 0)
             self.net_.partial_fit(Xw, yw, epochs=remaining)
+        # The arch split is data, not model state: keep it out of pickles.
+        self.net_.train_split = None
         self.search_epochs_ = _completed_epochs(self.net_.history)
         self.interrupted_ = self.search_epochs_ < self.max_epochs and not any(
             isinstance(cb, EarlyStopping) and cb.misses_ >= cb.patience
@@ -587,7 +753,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
                 stacklevel=4,
             )
         elif self.final_epochs > 0:
-            self.final_net_ = self._fit_final(images, y_enc)
+            self.final_net_ = self._fit_final(dataset, None)
             done = _completed_epochs(self.final_net_.history)
             if done < self.final_epochs:
                 self.interrupted_ = True
@@ -627,6 +793,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
             classes=np.arange(len(self.classes_)),
             device=self.device_,
             verbose=int(self.verbose >= 1),
+            **self._loader_params(),
         )
         if self.verbose >= 1:
             net.set_params(callbacks__print_log=PrintLog())
@@ -670,14 +837,17 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of images (as in ``fit``)
+        X : array-like of images, path, list of paths or torch Dataset
+            As in ``fit``; a path may also be a folder of images (read
+            recursively, in sorted order) or one image file. Files are read
+            with ``image_size_`` and ``color_``.
 
         Returns
         -------
         ndarray of shape (n_samples, n_classes)
         """
         check_is_fitted(self)
-        images = self._images(X, reset=False)
+        images, _ = self._images(X, reset=False)
         net = self._predicting_net()
         net.module_.eval()
         with torch.no_grad():
@@ -689,7 +859,10 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of images (as in ``fit``)
+        X : array-like of images, path, list of paths or torch Dataset
+            As in ``fit``; a path may also be a folder of images (read
+            recursively, in sorted order) or one image file. Files are read
+            with ``image_size_`` and ``color_``.
 
         Returns
         -------
