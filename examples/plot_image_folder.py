@@ -29,13 +29,21 @@ from sklearn.datasets import load_digits
 from skdarts import SupernetSearchClassifier, load_image_folder
 
 X, y = load_digits(return_X_y=True)
-root = Path(tempfile.mkdtemp()) / "digits"
+tmp = Path(tempfile.mkdtemp())
+root, new = tmp / "digits", tmp / "new"
 names = ["zero", "one", "two"]
-for i in np.flatnonzero(y < 3)[:240]:
-    folder = root / names[y[i]]
-    folder.mkdir(parents=True, exist_ok=True)
+new.mkdir()
+new_files, new_labels = [], []
+for n, i in enumerate(np.flatnonzero(y < 3)[:280]):
     pixels = (X[i].reshape(8, 8) * 255 / 16).astype(np.uint8)
-    Image.fromarray(pixels).resize((16, 16)).save(folder / f"{i}.png")
+    image = Image.fromarray(pixels).resize((16, 16))
+    if n < 240:  # the training folder, one sub-folder per class
+        (root / names[y[i]]).mkdir(parents=True, exist_ok=True)
+        image.save(root / names[y[i]] / f"{i}.png")
+    else:  # new, unlabelled images to predict
+        new_files.append(new / f"{i}.png")
+        new_labels.append(names[y[i]])
+        image.save(new_files[-1])
 print(sorted(p.name for p in root.iterdir()), sum(1 for _ in root.rglob("*.png")))
 
 # %%
@@ -47,22 +55,27 @@ print(images.shape, images.dtype, class_names)
 # %%
 # Fit on the folder, predict on files
 # -----------------------------------
-# A small supernet and a short search keep this quick.
+# A small supernet and a short search keep this quick; small batches give
+# the few images enough optimisation steps.
 clf = SupernetSearchClassifier(
     init_channels=4,
     n_cells=3,
-    max_epochs=4,
-    final_epochs=2,
+    max_epochs=5,
+    final_epochs=5,
+    batch_size=16,
     verbose=0,
     random_state=0,
 )
 clf.fit(str(root))
-files = sorted(root.rglob("*.png"))[::40]
-predicted = clf.predict([str(f) for f in files])
-print(clf.classes_)
+print(clf.classes_)  # the sub-folders' names
+predicted = clf.predict([str(f) for f in new_files])
+print(
+    f"accuracy on {len(new_files)} new files: "
+    f"{np.mean(predicted == np.array(new_labels)):.3f}"
+)
 
-fig, axes = plt.subplots(1, len(files), figsize=(1.4 * len(files), 1.8))
-for ax, f, label in zip(axes, files, predicted):
+fig, axes = plt.subplots(1, 8, figsize=(11, 1.8))
+for ax, f, label, truth in zip(axes, new_files, predicted, new_labels):
     ax.imshow(Image.open(f), cmap="gray")
-    ax.set_title(f"{f.parent.name}\n-> {label}", fontsize=8)
+    ax.set_title(f"{truth} -> {label}", fontsize=8)
     ax.set_axis_off()
