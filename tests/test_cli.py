@@ -19,7 +19,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _has(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
+    """True when ``module`` exists in *this* checkout's package.
+
+    (An editable install of another checkout can otherwise supply it.)
+    """
+    import skdarts
+
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        return False
+    return (
+        Path(spec.origin)
+        .resolve()
+        .is_relative_to(Path(skdarts.__file__).resolve().parent)
+    )
 
 
 needs_zoo = pytest.mark.skipif(
