@@ -210,11 +210,20 @@ def _zoo_build(args) -> int:
     zoo = _open_zoo(args.zoo, create=True)
     similarity = _optional("similarity", "dataset signatures")
     size = _image_size(args.image_size)
+    specs = [_source_spec(spec) for spec in args.sources]
+    names = [name for name, _ in specs]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise CommandError(f"two sources are named {duplicated}; use NAME=DATA.")
+    planned = ([] if args.mixture_only else names) + [args.mixture] * bool(args.mixture)
+    taken = [n for n in planned if n in zoo]
+    if taken and not args.overwrite:  # before any training, not after it
+        raise CommandError(
+            f"the zoo at {args.zoo!r} already has entries {taken}; pass --overwrite "
+            "to replace them or choose other names (NAME=DATA, --mixture NAME)."
+        )
     datasets = {}
-    for spec in args.sources:
-        name, data = _source_spec(spec)
-        if name in datasets:
-            raise CommandError(f"two sources are named {name!r}; use NAME=DATA.")
+    for name, data in specs:
         X, y, shape = _load_data(data, image_size=size)
         if shape is not None:  # flat rows (sklearn's digits): make them images
             X = X.reshape(len(X), *shape)

@@ -189,12 +189,16 @@ def test_zoo_build_list_show_select_remove(tmp_path, npz_sources, capsys):
     zoo = str(tmp_path / "zoo")
     build = ["zoo", "build", "--zoo", zoo, "--epochs", "1", "--verbose", "0"]
     build += [str(npz_sources / "digits.npz"), f"inv={npz_sources}/inverted.npz"]
-    assert main(build) == 0
-    assert "2 entries" in capsys.readouterr().out
+    assert main([*build, "--mixture", "both"]) == 0
+    assert "3 entries" in capsys.readouterr().out
 
     assert main(["zoo", "list", "--zoo", zoo]) == 0
     out = capsys.readouterr().out
-    assert "2 entries" in out and "digits" in out and "inv" in out
+    assert "3 entries" in out and "digits" in out and "inv" in out
+    assert "sources=digits,inv" in out  # the mixture entry
+
+    # a source of one name is never pretrained twice into one zoo
+    _one_line_error(capsys, build, "already has entries ['digits', 'inv']")
 
     assert main(["zoo", "show", "digits", "--zoo", zoo]) == 0
     out = capsys.readouterr().out
@@ -203,13 +207,16 @@ def test_zoo_build_list_show_select_remove(tmp_path, npz_sources, capsys):
     target = npz_sources / "inverted.npz"
     assert main(["zoo", "select", str(target), "--zoo", zoo]) == 0
     out = capsys.readouterr().out
-    assert out.strip().splitlines()[-1] == "selected=inv"
+    # "both" holds inv's signature too, so it is as near as inv itself
+    lines = out.strip().splitlines()
+    assert lines[-1] in ("selected=inv", "selected=both")
+    assert "digits" in lines[-2]  # the farthest
 
     _one_line_error(capsys, ["zoo", "show", "nope", "--zoo", zoo], "nope")
     assert main(["zoo", "remove", "inv", "--zoo", zoo]) == 0
     capsys.readouterr()
     assert main(["zoo", "list", "--zoo", zoo]) == 0
-    assert "1 entries" in capsys.readouterr().out
+    assert "2 entries" in capsys.readouterr().out
     _one_line_error(capsys, ["zoo", "remove", "inv", "--zoo", zoo], "no entry 'inv'")
 
 
