@@ -5,7 +5,7 @@ estimators, with supernets that can be pretrained, stored in a zoo, chosen by
 an optimal-transport dataset distance and used to warm-start a new search.
 """
 
-from .estimators import SupernetSearchClassifier
+from .estimators import OTSourceSelector, SupernetSearchClassifier
 from .spaces import Genotype, SearchSpace, get_search_space
 from .supernet import DerivedNetwork, Supernet
 
@@ -14,6 +14,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "DerivedNetwork",
     "Genotype",
+    "OTSourceSelector",
     "SearchSpace",
     "Supernet",
     "SupernetSearchClassifier",

@@ -569,7 +569,7 @@ def _otdd_cost(pa, la, pb, lb, W) -> np.ndarray:
 def _ot_distance(a, b, labels: bool, solver, reg, debias, max_points, seed):
     """(Debiased) OT between two signatures' points, label-aware when ``labels``."""
     pa, la = _subsample(a, max_points, seed)
-    pb, lb = _subsample(b, max_points, seed + 1)
+    pb, lb = _subsample(b, max_points, seed)
     value = _ot_value(
         _otdd_cost(pa, la, pb, lb, class_costs(a, b) if labels else None), solver, reg
     )
@@ -658,7 +658,7 @@ def dataset_distance(
         return float(np.sqrt(w2[0, 0]))
     if method == "sliced":
         pa, _ = _subsample(a, max_points, seed)
-        pb, _ = _subsample(b, max_points, seed + 1)
+        pb, _ = _subsample(b, max_points, seed)
         return float(
             ot.sliced_wasserstein_distance(
                 pa, pb, n_projections=n_projections, seed=seed
