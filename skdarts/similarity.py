@@ -92,12 +92,14 @@ __all__ = [
     "EMBEDDING",
     "METHODS",
     "DatasetSignature",
+    "Ranking",
     "bures_wasserstein_squared",
     "class_costs",
     "compute_signature",
     "dataset_distance",
     "embed_images",
     "gaussian_distances",
+    "rank_sources",
     "signature_fn",
 ]
 
@@ -312,14 +314,16 @@ class DatasetSignature:
                 f"dataset signature labels must lie in [0, {k - 1}]; got values in "
                 f"[{labels.min()}, {labels.max()}]."
             )
+        # Kept as stored (float32, possibly memory-mapped): distances cast what
+        # they use, so ranking a large zoo reads little more than the moments.
         return cls(
-            points=a["points"].astype(np.float64),
+            points=a["points"],
             labels=labels,
-            class_means=a["class_means"].astype(np.float64),
-            class_covs=a["class_covs"].astype(np.float64),
+            class_means=a["class_means"],
+            class_covs=a["class_covs"],
             class_counts=a["class_counts"].astype(np.int64),
-            mean=a["mean"].astype(np.float64),
-            cov=a["cov"].astype(np.float64),
+            mean=a["mean"],
+            cov=a["cov"],
             n_samples=int(meta.get("n_samples", int(a["class_counts"].sum()))),
             labelled=bool(meta.get("labelled", True)),
             embedding=dict(meta.get("embedding", {})),
@@ -488,11 +492,11 @@ def _check_compatible(a: DatasetSignature, b: DatasetSignature) -> None:
 def _subsample(sig: DatasetSignature, max_points: int | None, seed: int):
     """Points and labels, at most ``max_points`` of them (fixed by ``seed``)."""
     if max_points is None or len(sig.points) <= max_points:
-        return sig.points, sig.labels
+        return np.asarray(sig.points, dtype=np.float64), sig.labels
     idx = np.sort(
         np.random.RandomState(seed).choice(len(sig.points), max_points, replace=False)
     )
-    return sig.points[idx], sig.labels[idx]
+    return np.asarray(sig.points[idx], dtype=np.float64), sig.labels[idx]
 
 
 def bures_wasserstein_squared(
@@ -526,6 +530,7 @@ def bures_wasserstein_squared(
     >>> bures_wasserstein_squared(np.zeros((1, 2)), I, np.ones((1, 2)), 4 * I)
     array([[4.]])
     """
+    m1, C1, m2, C2 = (np.asarray(v, dtype=np.float64) for v in (m1, C1, m2, C2))
     L = np.linalg.cholesky(C1)
     # L^T C2 L for every pair, as a (n1, n2, d, d) stack.
     inner = np.matmul(np.swapaxes(L, -1, -2)[:, None], np.matmul(C2[None], L[:, None]))
@@ -704,4 +709,117 @@ def gaussian_distances(
         )
     return np.sqrt(
         bures_wasserstein_squared(target.mean[None], target.cov[None], means, covs)[0]
+    )
+
+
+@dataclass
+class Ranking:
+    """Result of :func:`rank_sources` (entries nearest first).
+
+    Attributes
+    ----------
+    names : list of str
+        Entry names: the short list by exact distance, then the others by
+        the stage-1 distance.
+    distances : ndarray
+        Exact distance of each entry (NaN where only stage 1 ran).
+    proxy_distances : ndarray
+        Stage-1 (dataset-level Gaussian) distance of each entry.
+    source_distances : dict
+        ``{entry: {source: exact distance}}`` for the short list.
+    """
+
+    names: list
+    distances: np.ndarray
+    proxy_distances: np.ndarray
+    source_distances: dict
+
+
+def rank_sources(
+    target: DatasetSignature,
+    sources: Sequence[tuple[str, str, DatasetSignature]],
+    method: str = "otdd",
+    *,
+    shortlist: int | None = 10,
+    max_points: int | None = 200,
+    random_state: int = 0,
+    progress: bool = False,
+) -> Ranking:
+    """Rank entries holding one or more source signatures by distance to ``target``.
+
+    Two stages: the dataset-level Gaussian distance to every source at once
+    (:func:`gaussian_distances`, a lower bound of the feature-only
+    Wasserstein distance), then ``method`` exactly on the ``shortlist``
+    entries nearest by it. An entry's distance is the minimum over its
+    sources: a supernet pretrained on several datasets has seen the nearest
+    one's data, and that is what transfers.
+
+    Parameters
+    ----------
+    target : DatasetSignature
+    sources : sequence of (entry name, source name, DatasetSignature)
+    method : {"otdd", "wasserstein", "sliced", "gaussian"}, default="otdd"
+        Stage-2 distance; "gaussian" is stage 1 alone.
+    shortlist : int or None, default=10
+        Entries given stage 2 (all when None).
+    max_points : int or None, default=200
+        Points per dataset in stage 2.
+    random_state : int, default=0
+    progress : bool, default=False
+        Show a progress bar over stage 2.
+
+    Returns
+    -------
+    Ranking
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> X, y = load_digits(return_X_y=True)
+    >>> t = compute_signature(X[:900], y[:900], max_points=100)
+    >>> same = compute_signature(X[900:], y[900:], max_points=100)
+    >>> flip = compute_signature(16 - X[900:], y[900:], max_points=100)
+    >>> rank_sources(t, [("flip", "f", flip), ("same", "s", same)]).names
+    ['same', 'flip']
+    """
+    from tqdm.auto import tqdm
+
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {list(METHODS)}; got {method!r}.")
+    if not len(sources):
+        raise ValueError("sources is empty: there is nothing to rank.")
+    if shortlist is not None:
+        shortlist = _check_int(shortlist, "shortlist", 1)
+    entry_names = list(dict.fromkeys(name for name, _, _ in sources))
+    index = {name: i for i, name in enumerate(entry_names)}
+    owner = np.array([index[name] for name, _, _ in sources])
+    per_source = gaussian_distances(
+        target,
+        np.stack([sig.mean for _, _, sig in sources]),
+        np.stack([sig.cov for _, _, sig in sources]),
+    )
+    proxy = np.full(len(entry_names), np.inf)
+    np.minimum.at(proxy, owner, per_source)
+    order = np.argsort(proxy, kind="stable")
+    if method == "gaussian":
+        return Ranking([entry_names[i] for i in order], proxy[order], proxy[order], {})
+    n_exact = len(order) if shortlist is None else min(shortlist, len(order))
+    keep = set(order[:n_exact].tolist())
+    exact = np.full(len(entry_names), np.inf)
+    source_distances: dict = {}
+    todo = [row for row in sources if index[row[0]] in keep]
+    for name, src, sig in tqdm(
+        todo, desc="exact distances", disable=not progress, leave=False
+    ):
+        d = dataset_distance(
+            target, sig, method, max_points=max_points, random_state=random_state
+        )
+        source_distances.setdefault(name, {})[src] = d
+        exact[index[name]] = min(exact[index[name]], d)
+    head = sorted(order[:n_exact].tolist(), key=lambda i: (exact[i], proxy[i]))
+    ranked = np.array(head + order[n_exact:].tolist(), dtype=int)
+    distances = exact[ranked]
+    distances[n_exact:] = np.nan
+    return Ranking(
+        [entry_names[i] for i in ranked], distances, proxy[ranked], source_distances
     )

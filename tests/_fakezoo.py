@@ -37,6 +37,10 @@ class FakeZoo:
             name: FakeEntry(name, sigs) for name, sigs in dict(entries).items()
         }
 
+    def __repr__(self):
+        # Stable across processes: pytest-xdist compares test ids built from it.
+        return f"FakeZoo({sorted(self._entries)})"
+
     def __iter__(self):
         return iter(sorted(self._entries))
 

@@ -131,7 +131,8 @@ def test_bures_matches_pot(halves):
     )
     for i, j in [(0, 0), (2, 7), (9, 4)]:
         ref = ot.gaussian.bures_wasserstein_distance(
-            a.class_means[i], b.class_means[j], a.class_covs[i], b.class_covs[j]
+            *(np.float64(v) for v in (a.class_means[i], b.class_means[j])),
+            *(np.float64(v) for v in (a.class_covs[i], b.class_covs[j])),
         )
         assert ours[i, j] == pytest.approx(float(ref) ** 2, rel=1e-6, abs=1e-10)
 

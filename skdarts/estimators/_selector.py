@@ -18,8 +18,7 @@ from ..similarity import (
     METHODS,
     DatasetSignature,
     compute_signature,
-    dataset_distance,
-    gaussian_distances,
+    rank_sources,
 )
 from ._handoff import with_prior
 
@@ -229,58 +228,27 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
             Xv, y, image_shape=self.image_shape, random_state=seed
         )
         rows = self._load_signatures()
-        entry_names = list(dict.fromkeys(name for name, _, _ in rows))
-        if self.n_sources > len(entry_names):
+        n_entries = len({name for name, _, _ in rows})
+        if self.n_sources > n_entries:
             raise ValueError(
-                f"n_sources={self.n_sources} but only {len(entry_names)} zoo entries "
-                "have usable signatures."
+                f"n_sources={self.n_sources} but only {n_entries} zoo entries have "
+                "usable signatures."
             )
-        index = {name: i for i, name in enumerate(entry_names)}
-        owner = np.array([index[name] for name, _, _ in rows])
-
-        # Stage 1: every source at once; an entry is as near as its nearest source.
-        proxy_rows = gaussian_distances(
+        ranking = rank_sources(
             self.target_signature_,
-            np.stack([sig.mean for _, _, sig in rows]),
-            np.stack([sig.cov for _, _, sig in rows]),
+            rows,
+            self.method,
+            shortlist=None
+            if self.shortlist is None
+            else max(self.shortlist, self.n_sources),
+            max_points=self.max_points,
+            random_state=seed % 1_000_000,
+            progress=self.verbose > 0,
         )
-        proxy = np.full(len(entry_names), np.inf)
-        np.minimum.at(proxy, owner, proxy_rows)
-        order = np.argsort(proxy, kind="stable")
-
-        # Stage 2: the exact distance on the short list.
-        if self.method == "gaussian":
-            n_exact = 0
-            exact = proxy.copy()
-        else:
-            n_exact = len(order)
-            if self.shortlist is not None:
-                n_exact = min(max(self.shortlist, self.n_sources), len(order))
-            exact = np.full(len(entry_names), np.nan)
-        shortlisted = set(order[:n_exact].tolist())
-        self.source_distances_ = {}
-        todo = [r for r in rows if index[r[0]] in shortlisted]
-        for name, src, sig in tqdm(
-            todo, desc="exact distances", disable=self.verbose <= 0, leave=False
-        ):
-            d = dataset_distance(
-                self.target_signature_,
-                sig,
-                method=self.method,
-                max_points=self.max_points,
-                random_state=seed % 1_000_000,
-            )
-            self.source_distances_.setdefault(name, {})[src] = d
-            i = index[name]
-            exact[i] = d if np.isnan(exact[i]) else min(exact[i], d)
-        if self.method == "gaussian":
-            ranked = order
-        else:
-            head = sorted(order[:n_exact], key=lambda i: (exact[i], proxy[i]))
-            ranked = np.concatenate([np.asarray(head, dtype=int), order[n_exact:]])
-        self.ranking_ = [entry_names[i] for i in ranked]
-        self.distances_ = exact[ranked]
-        self.proxy_distances_ = proxy[ranked]
+        self.ranking_ = ranking.names
+        self.distances_ = ranking.distances
+        self.proxy_distances_ = ranking.proxy_distances
+        self.source_distances_ = ranking.source_distances
         self.selected_ = self.ranking_[: self.n_sources]
         self.prior_ = self.zoo[self.selected_[0]]
         return self
