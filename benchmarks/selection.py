@@ -166,6 +166,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", type=int, default=16)
     parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument(
+        "--noise-floor",
+        type=int,
+        default=0,
+        help="also measure, over this many random targets, how often exact OTDD "
+        "agrees with itself on another random subsample (40 nearest by stage 1)",
+    )
     parser.add_argument("--agreement-zoo", type=int, default=1000)
     parser.add_argument("--shortlist", type=int, default=10)
     parser.add_argument("--max-points", type=int, default=200)
@@ -222,6 +229,26 @@ def main() -> None:
     agreement(drawn, "targets drawn from one entry's distribution")
     fresh = [make_signature(rng, domains) for _ in range(args.targets)]
     frac = agreement(fresh, "random new targets")
+    if args.noise_floor:
+        same = 0
+        for _ in range(args.noise_floor):
+            tgt = make_signature(rng, domains)
+            near = rank_sources(tgt, rows, "gaussian").names[:40]
+            by = {r[0]: r[2] for r in rows}
+            d0, d1 = (
+                [
+                    dataset_distance(
+                        tgt, by[e], max_points=args.max_points, random_state=seed
+                    )
+                    for e in near
+                ]
+                for seed in (0, 1)
+            )
+            same += int(np.argmin(d0) == np.argmin(d1))
+        print(
+            f"noise floor: exact OTDD's top-1 under two subsample seeds agrees for "
+            f"{same / args.noise_floor:.3f} of {args.noise_floor} random targets"
+        )
     print(f"rank_1000_s={times[1000]:.3f} top1_agreement={frac:.3f}")
 
 
