@@ -658,6 +658,8 @@ def plot_learning_curves(
     if target is not None:
         ax.axhline(target, color="0.4", ls=":", lw=1)
     ax.set_xlabel("epoch" if x == "epoch" else "seconds")
+    if x == "epoch":
+        ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("validation accuracy")
     ax.set_title(title or "warm-started vs from-scratch search")
     ax.grid(alpha=0.3)
