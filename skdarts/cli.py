@@ -645,6 +645,11 @@ def main(argv: list[str] | None = None) -> int:
         message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else exc
         print(f"skdarts: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        # files are written atomically, so an interrupted command leaves none
+        # half-written; say so instead of printing a traceback
+        print("skdarts: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -232,3 +232,14 @@ def test_demo_quick_runs(capsys):
     assert "scratch: test_accuracy=" in out
     if _has("skdarts.zoo") and _has("skdarts.similarity"):
         assert "speedup=" in out
+
+
+def test_interrupt_is_one_line(monkeypatch, capsys):
+    import skdarts.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_zoo_list", interrupted)
+    assert main(["zoo", "list"]) == 130
+    assert capsys.readouterr().err == "skdarts: interrupted\n"
