@@ -28,7 +28,8 @@ from skdarts import OTSourceSelector, SupernetSearchClassifier, SupernetZoo
 X, y = load_digits(return_X_y=True)
 X, y = X[:450].reshape(-1, 8, 8), y[:450]
 zoo = SupernetZoo.default()
-budget = dict(max_epochs=3, final_epochs=0, verbose=0, random_state=0)
+# small batches: the few images of each fold still give enough steps
+budget = dict(max_epochs=4, final_epochs=0, batch_size=16, verbose=0, random_state=0)
 
 strategies = {
     "scratch": SupernetSearchClassifier(warm_start=False, **budget),
