@@ -167,11 +167,17 @@ def peak_memory_mb(runner, batch, device):
         runner.step(batch)
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - before) / 2**20
+    import warnings
+
     from torch.profiler import ProfilerActivity, profile
+
+    warnings.filterwarnings("ignore", message=".*allocated before the profiling")
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         runner.step(batch)
-    events = [e for e in prof.events() if e.name == "[memory]"]
+    # Top-level events carry the net memory of everything under them; their
+    # running sum is the memory held between operators.
+    events = [e for e in prof.events() if e.cpu_parent is None]
     events.sort(key=lambda e: e.time_range.start)
     current = peak = 0
     for e in events:
