@@ -304,7 +304,8 @@ def reference_from_supernet(supernet) -> ReferenceSupernet:
         "stem_multiplier",
     )
     ref = ReferenceSupernet(**{k: cfg[k] for k in keep})
-    ref = ref.to(next(supernet.parameters()).device)
+    first = next(supernet.parameters())
+    ref = ref.to(device=first.device, dtype=first.dtype)
     load_supernet_state(ref, supernet)
     ref.train(supernet.training)
     return ref

@@ -270,19 +270,18 @@ def _batch_norm(x, bns, training, update):
     """One batch norm over the concatenated channels of the modules ``bns``.
 
     Training statistics are those of ``x`` whatever the running statistics;
-    these are read and written back only when ``update`` is true (a cell
-    recomputed by checkpointing must not count a batch twice).
+    these are written back only when ``update`` is true (a cell recomputed by
+    checkpointing must not count a batch twice, and must run the very same
+    operations as the first time).
     """
     bn = bns[0]
-    if training and not update:
-        return F.batch_norm(x, None, None, training=True, eps=bn.eps)
-    if len(bns) == 1:
+    if len(bns) == 1 and not (training and not update):
         rm, rv = bn.running_mean, bn.running_var
     else:
         rm = torch.cat([b.running_mean for b in bns])
         rv = torch.cat([b.running_var for b in bns])
     out = F.batch_norm(x, rm, rv, None, None, training, bn.momentum, bn.eps)
-    if training:
+    if training and update:
         with torch.no_grad():
             if len(bns) > 1:
                 torch._foreach_copy_(
@@ -311,7 +310,10 @@ def _shared_batch_norm(x, bns, training, update):
             with torch.no_grad():
                 # The batch statistics, from what the normalisation computed.
                 count = x.numel() / x.shape[1]
-                var = (invstd.pow(-2) - bn.eps) * (count / max(count - 1, 1))
+                dtype = bn.running_mean.dtype
+                var = invstd.to(dtype).pow(-2) - bn.eps
+                var = var * (count / max(count - 1, 1))
+                mean = mean.to(dtype)
                 n = len(bns)
                 torch._foreach_lerp_(
                     [b.running_mean for b in bns], [mean] * n, bn.momentum
