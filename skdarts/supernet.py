@@ -729,10 +729,10 @@ class Supernet(nn.Module):
         } | {
             name: value
             for name, value, default in (
+                # Only options that change the network's structure (and state
+                # dict); how it is run (checkpointing, amp, compiling) is not
+                # part of what a saved supernet is.
                 ("partial_channels", self.partial_channels, 1),
-                ("checkpointing", self.checkpointing, False),
-                ("amp", self.amp, None),
-                ("compile_cells", self.compile_cells, False),
             )
             if value != default
         }

@@ -112,7 +112,10 @@ def test_state_dict_keys_unchanged_by_default_options():
         **{k: TINY[k] for k in TINY},
         "stem_multiplier": 3,
     }
-    assert Supernet(**b.config()).config() == b.config()
+    assert b.config() == a.config()
+    c = Supernet("darts", **{**TINY, "init_channels": 8}, partial_channels=2)
+    assert c.config()["partial_channels"] == 2
+    assert Supernet(**c.config()).config() == c.config()
 
 
 def test_checkpointing_is_exact_and_updates_statistics_once():
