@@ -211,15 +211,15 @@ def main(argv=None):
     parser.add_argument("--ours-only", action="store_true", help="time only our step")
     parser.add_argument(
         "--amp",
-        choices=["auto", "bf16", "off"],
-        default="auto",
-        help="bf16 autocast of our supernet (auto: on for CUDA, off on the CPU)",
+        choices=["bf16", "off"],
+        default="off",
+        help="bf16 autocast of our supernet (default off)",
     )
     parser.add_argument(
         "--compile",
-        choices=["auto", "on", "off"],
-        default="auto",
-        help="torch.compile our cells (auto: on for CUDA, off on the CPU)",
+        choices=["on", "off"],
+        default="off",
+        help="torch.compile our cells, CUDA only (default off)",
     )
     parser.add_argument("--partial-channels", type=int, default=1)
     parser.add_argument("--checkpointing", action="store_true")
@@ -234,8 +234,8 @@ def main(argv=None):
     cfg = CONFIGS[args.config]
     steps = args.steps or (5 if device == "cpu" else 20)
     warmup = args.warmup or (2 if device == "cpu" else 5)
-    amp = args.amp if args.amp != "auto" else ("bf16" if device == "cuda" else "off")
-    compile_ = args.compile != "off" if args.compile != "auto" else device == "cuda"
+    amp = args.amp
+    compile_ = args.compile == "on"
 
     torch.manual_seed(args.seed)
     arch = {k: cfg[k] for k in ("init_channels", "n_cells", "n_nodes")} | dict(
@@ -260,11 +260,15 @@ def main(argv=None):
     runners = []
     if not args.ours_only:
         plain = Supernet(**arch).to(device)
-        plain.load_state_dict(module.state_dict(), strict=False)
+        if args.partial_channels == 1:
+            # Same weights; with partial channels the operations are smaller
+            # and the baseline keeps its own (same-seed) initialisation.
+            plain.load_state_dict(module.state_dict())
         base = Baseline(reference_from_supernet(plain), device, arch_batches)
         ours = Ours(module, device, arch_batches)
         if args.partial_channels == 1:
-            tol = 5e-2 if amp == "bf16" else 1e-4
+            # TF32 convolutions (cuDNN's default) and bf16 round differently.
+            tol = 5e-2 if amp == "bf16" else (1e-2 if device == "cuda" else 1e-4)
             self_check(ours, base, batches[0], device, tol)
         runners = [ours, base]
     else:

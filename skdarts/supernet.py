@@ -827,8 +827,15 @@ class Supernet(nn.Module):
         return checkpoint(run, s0, s1, weights, scale, use_reentrant=False)
 
     def _compiled_cell(self, i, cell):
-        """``torch.compile`` of a cell, or the cell itself where that fails."""
+        """``torch.compile`` of a cell, or the cell itself where that fails.
+
+        The first call runs eagerly, so that the cell's index tables exist
+        before tracing (the compiled graph then only reads them).
+        """
         if i not in self._compiled:
+            self._compiled[i] = None
+            return cell
+        if self._compiled[i] is None:
             try:
                 self._compiled[i] = torch.compile(cell, dynamic=False)
             except Exception as exc:  # pragma: no cover - depends on the platform
