@@ -355,34 +355,23 @@ def _factorized_reduce(modules, r, training, update):
 class _StatePlan:
     """What a cell computes on one of its states, edges batched by operation.
 
-    Branch ``b`` of a group is one (edge, operation) pair; ``rows`` maps it to
-    the edge's position among this state's outgoing edges, ``flat`` to its
-    entry of the flattened (edge, operation) mixing weights.
+    ``edges`` are the (position, edge index, node) of the edges leaving the
+    state; ``groups`` maps each operation name to its branches, the
+    (position, edge index, operation index) triples that use it.
     """
 
     def __init__(self, i, edges, edge_ops, stride):
         self.i = i
         self.stride = stride
-        self.edges = edges  # [(position, edge index, node)]
-        self.groups = {}  # op name -> [(position, edge, op index)]
+        self.edges = edges
+        self.groups = {}
         for p, e, _ in edges:
             for q, name in enumerate(edge_ops[e]):
                 self.groups.setdefault(name, []).append((p, e, q))
-        conv = [n for n in _CONV_OPS if n in self.groups]
-        # Separable convolutions first, so that their second halves are one
-        # contiguous slice of the first stage's output.
-        self.conv_types = sorted(conv, key=lambda n: not n.startswith("sep"))
-        self.stage1 = [b for n in self.conv_types for b in self.groups[n]]
-        self.stage2 = [
-            b for n in self.conv_types if n.startswith("sep") for b in self.groups[n]
-        ]
-        self.needs_relu = bool(conv) or (stride == 2 and "skip_connect" in self.groups)
-
-    def selection(self, branches, n_ops):
-        """(rows, flat indices) placing branch weights in a (edges, branches) matrix."""
-        rows = [p for p, _, _ in branches]
-        flat = [e * n_ops + q for _, e, q in branches]
-        return rows, flat
+        self.conv_types = [n for n in _CONV_OPS if n in self.groups]
+        self.needs_relu = bool(self.conv_types) or (
+            stride == 2 and "skip_connect" in self.groups
+        )
 
 
 class SearchCell(_Preprocess):
@@ -391,10 +380,12 @@ class SearchCell(_Preprocess):
     The parameters live in one :class:`MixedEdge` per edge (so the state dict
     names every operation as the original DARTS does), but the forward pass
     batches the work per input state: the ReLU every convolution starts with
-    is computed once per state, the depthwise and pointwise convolutions of
-    all edges leaving a state run as one grouped convolution per kind, their
-    batch norms as one, pooling is computed once per state, ``none`` not at
-    all, and the mixing is one small matrix product per kind of branch.
+    is computed once per state; each depthwise-pointwise pair is one dense
+    convolution with their product as kernel, and those of all edges leaving
+    a state run as one convolution per kind of operation, their batch norms
+    as one; pooling and its batch norm are computed once per state (in
+    training all edges' batch norms of it agree); ``none`` is not computed;
+    the mixing is one multiply-add per kind of operation.
     """
 
     def __init__(
@@ -435,14 +426,13 @@ class SearchCell(_Preprocess):
         """Cached (positions, flat weight indices) of a group, on ``device``."""
         ck = (plan.i, key, str(device))
         if ck not in self._index_cache:
-            rows, flat = plan.selection(branches, self.n_ops)
-            n = len(plan.edges)
-            # Row-major (edge position, branch) slots of the mixing matrix;
-            # unused slots point at the appended zero.
+            # Entry (edge position, branch) of the mixing matrix is the
+            # branch's flat (edge, operation) weight on its own edge's row,
+            # else the zero appended to the weights.
             pad = len(self.edges) * self.n_ops
-            index = torch.full((n, len(branches)), pad, dtype=torch.long)
-            for b, (r, f) in enumerate(zip(rows, flat)):
-                index[r, b] = f
+            index = torch.full((len(plan.edges), len(branches)), pad)
+            for b, (p, e, q) in enumerate(branches):
+                index[p, b] = e * self.n_ops + q
             self._index_cache[ck] = index.to(device)
         return self._index_cache[ck]
 
@@ -489,7 +479,7 @@ class SearchCell(_Preprocess):
         groups = plan.groups
         terms = []  # (key, branches, tensor of shape (n, branches, ...))
         r = F.relu(h) if plan.needs_relu else None
-        if plan.stage1:
+        if plan.conv_types:
             terms.extend(self._convs(plan, r, training, update))
         for name, pool in (("max_pool_3x3", "max"), ("avg_pool_3x3", "avg")):
             if name in groups:
@@ -642,10 +632,10 @@ class Supernet(nn.Module):
     The options change how the supernet runs, not what it computes (except
     ``partial_channels``, which is part of :meth:`config`). Measured with
     ``benchmarks/search_step.py`` (config "tiny", one search step, 1 CPU
-    thread): the default runs 3.4x the images/s of the original DARTS
-    formulation with 0.47x its peak memory; ``partial_channels=4`` about 1.6x
-    faster again with 0.45x the memory; ``checkpointing=True`` 0.33x the
-    memory at 2.6x the time per step.
+    thread on a shared, loaded machine; ours against the original DARTS
+    formulation in the same run): default 2.6-3.4x the images/s at 0.47x the
+    peak memory; ``partial_channels=4`` 4.2x at 0.18x; ``checkpointing=True``
+    2.7x at 0.15x (about one more cell forward per backward).
 
     Attributes
     ----------

@@ -103,12 +103,15 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         C/K channels, so the derived network inherits only the stem, the
         pre-processing and the head. Measured by
         ``benchmarks/search_step.py`` (config "tiny", 1 CPU thread), K=4
-        against K=1: peak memory of a search step 0.45x, time per step 0.6x.
+        against K=1: peak memory of a search step 0.39x, time per step about
+        0.35-0.6x.
     checkpointing : bool, default=False
         Recompute each cell's activations in the backward pass instead of
         storing them (``torch.utils.checkpoint``): the same results (and
         batch-norm statistics) with less memory and more time. Measured as
-        above: peak memory of a search step 0.6x, time per step 1.3x.
+        above: peak memory of a search step 0.33x; the time per step grows by
+        about one more forward pass of the cells (within the timing noise of
+        that shared machine).
     image_shape : tuple of int, optional
         ``(h, w)`` or ``(c, h, w)`` of flat input rows.
     warm_start : bool, "auto" or a prior, default="auto"
