@@ -855,6 +855,12 @@ class Supernet(nn.Module):
             self._compiled[i] = None
             return cell
         if self._compiled[i] is None:
+            # Every cell is its own graph (and frozen weights in the alpha
+            # step another): allow that many before dynamo gives up.
+            config = torch._dynamo.config
+            for name in ("recompile_limit", "cache_size_limit"):
+                if hasattr(config, name):
+                    setattr(config, name, max(getattr(config, name), 4 * self.n_cells))
             try:
                 self._compiled[i] = torch.compile(cell, dynamic=False)
             except Exception as exc:  # pragma: no cover - depends on the platform

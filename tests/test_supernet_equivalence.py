@@ -190,3 +190,24 @@ def test_pickle_and_deepcopy_drop_compiled_cells():
     clone = pickle.loads(pickle.dumps(net))
     assert clone._compiled == {} and copy.deepcopy(net)._compiled == {}
     assert clone.compile_cells
+
+
+def test_cell_traces_for_torch_compile():
+    """The cell forward and backward capture as one graph (the GPU option).
+
+    ``aot_eager`` traces like inductor without generating code, so this runs
+    on any CPU; ``compile_cells`` itself only compiles on GPUs.
+    """
+    torch._dynamo.reset()
+    net, _ = _pair("darts", dtype=torch.float32, seed=6)
+    x = torch.randn(4, 3, 8, 8)
+    s = net.stem(x).detach()
+    w = net.arch_weights()[0].detach().requires_grad_(True)
+    cell = net.cells[0]
+    eager = cell(s, s, w)
+    (g_eager,) = torch.autograd.grad(eager.square().sum(), w)
+    compiled = torch.compile(cell, backend="aot_eager", dynamic=False, fullgraph=True)
+    out = compiled(s, s, w)
+    (g,) = torch.autograd.grad(out.square().sum(), w)
+    torch.testing.assert_close(out, eager)
+    torch.testing.assert_close(g, g_eager)
