@@ -232,8 +232,8 @@ def main(argv=None):
     if device == "cpu":
         torch.set_num_threads(args.threads)
     cfg = CONFIGS[args.config]
-    steps = args.steps or (5 if device == "cpu" else 20)
-    warmup = args.warmup or (2 if device == "cpu" else 5)
+    steps = args.steps or (3 if device == "cpu" else 20)
+    warmup = args.warmup or (1 if device == "cpu" else 5)
     amp = args.amp
     compile_ = args.compile == "on"
 
