@@ -103,7 +103,22 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         rebuilt when the classes change); ``"auto"`` warm-starts from the
         prior an ``OTSourceSelector`` hands over in a pipeline, else from
         scratch; a prior (zoo entry, saved supernet, fitted estimator)
-        warm-starts from it.
+        warm-starts from it (see :func:`skdarts.estimators._prior.resolve_prior`
+        for the transfer rule: alphas and body weights copied, a fresh head,
+        the stem adapted between grey and RGB).
+    warm_lr : float, optional
+        Starting learning rate of the inherited weights (stem and cells) in a
+        warm-started search; the new head starts at ``lr``. Both are
+        cosine-annealed to ``lr_min``. None: ``lr / 4``, so the prior's
+        weights are refined rather than overwritten.
+    warm_arch_warmup_epochs : int, default=1
+        Epochs of a warm-started search during which the alphas stay as the
+        prior left them while the new head settles (a random head would
+        otherwise push them around).
+    warm_epsilon_start : float, optional
+        Smoothing radius at the first epoch of a warm-started search. None:
+        ``epsilon`` from the start (the prior is past the early phase the
+        ramp protects).
     callbacks : list of skorch callbacks or (name, callback) pairs, optional
         Added to the search net (e.g. ``EarlyStopping``, ``Checkpoint``).
     device : str, default="auto"
@@ -165,6 +180,9 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         "grad_clip": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "image_shape": [tuple, list, None],
         "warm_start": ["boolean", StrOptions({"auto"}), object],
+        "warm_lr": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "warm_arch_warmup_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
+        "warm_epsilon_start": [Interval(numbers.Real, 0, None, closed="left"), None],
         "callbacks": [list, None],
         "device": [StrOptions({"auto", "cpu", "cuda", "mps"}), str],
         "random_state": ["random_state"],
@@ -192,6 +210,9 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         grad_clip: float | None = 5.0,
         image_shape: tuple | None = None,
         warm_start: Any = "auto",
+        warm_lr: float | None = None,
+        warm_arch_warmup_epochs: int = 1,
+        warm_epsilon_start: float | None = None,
         callbacks: list | None = None,
         device: str = "auto",
         random_state: Any = None,
@@ -216,6 +237,9 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         self.grad_clip = grad_clip
         self.image_shape = image_shape
         self.warm_start = warm_start
+        self.warm_lr = warm_lr
+        self.warm_arch_warmup_epochs = warm_arch_warmup_epochs
+        self.warm_epsilon_start = warm_epsilon_start
         self.callbacks = callbacks
         self.device = device
         self.random_state = random_state
@@ -404,6 +428,8 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
                 verbose=int(self.verbose >= 1),
                 callbacks__print_log__keys_ignored=["genotype", "arch_weights"],
             )
+            if self.source_ is not None:
+                self.net_.set_params(**self._warm_search_params())
             self.net_.fit(images[w_idx], y_enc[w_idx])
             self.genotype_ = self.net_.module_.genotype()
             self.final_net_ = None
@@ -412,6 +438,20 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         self._warm_module = None
         self.history_ = self._collect_history()
         return self
+
+    def _warm_search_params(self) -> dict:
+        """SearchNet settings of a warm-started search (see the warm_* params)."""
+        lr = self.warm_lr if self.warm_lr is not None else self.lr / 4
+        return {
+            "optimizer__lr": lr,
+            "optimizer__param_groups": [("head.*", {"lr": self.lr})],
+            "arch_warmup_epochs": self.warm_arch_warmup_epochs,
+            "epsilon_start": (
+                self.epsilon
+                if self.warm_epsilon_start is None
+                else self.warm_epsilon_start
+            ),
+        }
 
     def _fit_final(self, images, y_enc):
         derived = DerivedNetwork.from_supernet(self.net_.module_, self.genotype_)
