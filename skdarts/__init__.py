@@ -8,6 +8,7 @@ an optimal-transport dataset distance and used to warm-start a new search.
 from .estimators import SupernetSearchClassifier
 from .spaces import Genotype, SearchSpace, get_search_space
 from .supernet import DerivedNetwork, Supernet
+from .zoo import SupernetZoo, ZooEntry, load_supernet, save_supernet
 
 __version__ = "0.1.0.dev0"
 
@@ -17,5 +18,9 @@ __all__ = [
     "SearchSpace",
     "Supernet",
     "SupernetSearchClassifier",
+    "SupernetZoo",
+    "ZooEntry",
     "get_search_space",
+    "load_supernet",
+    "save_supernet",
 ]

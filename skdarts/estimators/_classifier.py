@@ -311,7 +311,8 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
                 module.reset_head(n_classes)
             self.source_ = {"kind": "previous_fit"}
             return module
-        prior = handed_prior if isinstance(self.warm_start, str) else self.warm_start
+        auto = isinstance(self.warm_start, str) and self.warm_start == "auto"
+        prior = handed_prior if auto else self.warm_start  # other str: a path
         module, self.source_ = resolve_prior(prior, fresh)
         return module
 

@@ -387,7 +387,7 @@ def _json_params(params: dict) -> dict:
     return out
 
 
-def _source_info(name, X_shape, images, raw_shape, classes, extra) -> dict:
+def _source_info(name, images, raw_shape, classes, extra) -> dict:
     info = {
         "n_samples": len(images),
         "n_classes": len(classes),
@@ -410,7 +410,7 @@ def _pretrain_one(name, X, y, params, image_size, seed, signature_fn, verbose, e
     )
     provenance = {
         "kind": "single",
-        "sources": {name: _source_info(name, None, images, raw_shape, classes, extra)},
+        "sources": {name: _source_info(name, images, raw_shape, classes, extra)},
         "search_params": _json_params(params),
         "seed": int(seed),
         **info,
@@ -610,7 +610,7 @@ def pretrain_mixture(
         raw_shape = images.shape[1:]
         images = _convert(images, channels, size)
         parts.append((n, images, y_enc, len(classes)))
-        sources[n] = _source_info(n, None, images, raw_shape, classes, extra)
+        sources[n] = _source_info(n, images, raw_shape, classes, extra)
     seed = _seeds(params["random_state"], 1)[0]
     module, info = _train(parts, params, mixing, verbose, seed)
     provenance = {
