@@ -179,7 +179,9 @@ def resolve_prior(prior, fresh: Supernet) -> tuple[Supernet, dict]:
             "to a saved supernet, a Supernet or a fitted SupernetSearchClassifier); "
             f"got {type(prior).__name__}."
         )
-    module = module.cpu() if module is not prior else copy.deepcopy(module).cpu()
+    if source["kind"] in ("supernet", "estimator"):
+        module = copy.deepcopy(module)  # the user's object stays where it is
+    module = module.cpu()
     result = transfer_weights(module, fresh)
     p_in, t_in = module.in_channels, fresh.in_channels
     source["config"] = module.config()
