@@ -446,7 +446,8 @@ def save_supernet(
             f"{os.fspath(path)!r} already exists; pass overwrite=True to replace it."
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f"{_TMP_PREFIX}{path.name}-{uuid.uuid4().hex}"
+    # Not _TMP_PREFIX: a zoo writer may sweep those from the same folder.
+    tmp = path.parent / f".save-{path.name}-{uuid.uuid4().hex}"
     tmp.mkdir()
     try:
         _write_entry_folder(
