@@ -117,6 +117,31 @@ def load_sources(data: Path, n: int, seed: int, size: int):
     return datasets, info
 
 
+def add_signatures(args) -> int:
+    """Store each entry's source signatures in an existing zoo at ``args.out``.
+
+    Signatures summarise the sources' distributions (bounded size whatever
+    the number of images), so they are computed from a larger stratified
+    draw (``--signature-n``) than pretraining used, at the native size.
+    """
+    from skdarts.similarity import signature_fn
+
+    datasets, _ = load_sources(args.data, args.signature_n, args.seed, 28)
+    zoo = SupernetZoo(args.out)
+    for name in zoo:
+        entry = zoo[name]
+        sources = [s for s in entry.sources if s in datasets] or (
+            [name] if name in datasets else []
+        )
+        if not sources:
+            print(f"{name}: no known source dataset; skipped")
+            continue
+        sigs = {src: signature_fn(*datasets[src]) for src in sources}
+        zoo.set_signatures(name, sigs)
+        print(f"{name}: signatures of {sources}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
@@ -148,6 +173,17 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="tiny smoke build (200 images, 1 epoch)"
     )
+    parser.add_argument(
+        "--signatures-only",
+        action="store_true",
+        help="only (re)compute the dataset signatures of the zoo at --out",
+    )
+    parser.add_argument(
+        "--signature-n",
+        type=int,
+        default=3000,
+        help="images per source for its signature (same stratified draw, larger)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.n_per_source, args.multi_n_per_source, args.epochs = 200, 100, 1
@@ -165,6 +201,8 @@ def main(argv=None) -> int:
         )
 
     torch.set_num_threads(args.threads)
+    if args.signatures_only:
+        return add_signatures(args)
     datasets, info = load_sources(args.data, args.n_per_source, args.seed, args.size)
     build = args.out.parent / (args.out.name + ".building")
     shutil.rmtree(build, ignore_errors=True)
