@@ -13,7 +13,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNetClassifier
@@ -23,7 +23,12 @@ from skorch.helper import predefined_split
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from ..data import as_images, channel_stats
-from ..search import GenotypeRecorder, SearchNet
+from ..search import (
+    AcceleratedNeuralNetClassifier,
+    AcceleratedSearchNet,
+    GenotypeRecorder,
+    SearchNet,
+)
 from ..supernet import DerivedNetwork, Supernet
 from ._handoff import split_handoff
 from ._prior import resolve_prior
@@ -112,6 +117,14 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         Seeds the split, initialisation and batches: a CPU run is repeatable.
     verbose : int, default=1
         0 is silent; 1 prints one line per epoch; 2 adds per-batch progress bars.
+    accelerator : accelerate.Accelerator, optional
+        Run the search (and the final training) through Hugging Face
+        Accelerate: one search data-parallel over several GPUs, nodes or CPU
+        processes (start the script with ``accelerate launch``), or mixed
+        precision on one device. It places the data and the module, so
+        ``device`` is ignored. With several processes every process calls
+        ``fit`` and ``predict`` on the same data. See
+        :class:`~skdarts.search.AcceleratedSearchNet`.
 
     Attributes
     ----------
@@ -169,6 +182,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         "device": [StrOptions({"auto", "cpu", "cuda", "mps"}), str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "accelerator": [None, HasMethods(["prepare", "backward", "unwrap_model"])],
     }
 
     def __init__(
@@ -196,6 +210,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         device: str = "auto",
         random_state: Any = None,
         verbose: int = 1,
+        accelerator: Any = None,
     ):
         self.search_space = search_space
         self.init_channels = init_channels
@@ -220,6 +235,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.accelerator = accelerator
 
     # -- input handling ---------------------------------------------------------
 
@@ -371,6 +387,8 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
             )
         y_enc = encoder.transform(y).astype(np.int64)
         self.device_ = _resolve_device(self.device)
+        if self.accelerator is not None:
+            self.device_ = str(self.accelerator.device)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         self._warm_module = warm_module
@@ -381,7 +399,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
             w_idx, a_idx = _split_indices(y_enc, self.arch_split, rng)
             module = self._initial_module(len(self.classes_), handed_prior)
             arch_ds = Dataset(images[a_idx], y_enc[a_idx])
-            self.net_ = SearchNet(
+            self.net_ = self._net_class(SearchNet, AcceleratedSearchNet)(
                 module=module,
                 criterion=torch.nn.CrossEntropyLoss,
                 optimizer=torch.optim.SGD,
@@ -400,9 +418,9 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
                 iterator_train__shuffle=True,
                 callbacks=self._callbacks(),
                 classes=np.arange(len(self.classes_)),
-                device=self.device_,
                 verbose=int(self.verbose >= 1),
                 callbacks__print_log__keys_ignored=["genotype", "arch_weights"],
+                **self._net_device_kwargs(),
             )
             self.net_.fit(images[w_idx], y_enc[w_idx])
             self.genotype_ = self.net_.module_.genotype()
@@ -413,9 +431,19 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         self.history_ = self._collect_history()
         return self
 
+    def _net_class(self, plain, accelerated):
+        return plain if self.accelerator is None else accelerated
+
+    def _net_device_kwargs(self) -> dict:
+        if self.accelerator is None:
+            return {"device": self.device_}
+        # The accelerator places data and modules itself (skorch: device=None).
+        return {"device": None, "accelerator": self.accelerator}
+
     def _fit_final(self, images, y_enc):
         derived = DerivedNetwork.from_supernet(self.net_.module_, self.genotype_)
-        net = NeuralNetClassifier(
+        net_class = self._net_class(NeuralNetClassifier, AcceleratedNeuralNetClassifier)
+        net = net_class(
             module=derived,
             criterion=torch.nn.CrossEntropyLoss,
             optimizer=torch.optim.SGD,
@@ -438,8 +466,8 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
                 *([("progress_bar", ProgressBar())] if self.verbose >= 2 else []),
             ],
             classes=np.arange(len(self.classes_)),
-            device=self.device_,
             verbose=int(self.verbose >= 1),
+            **self._net_device_kwargs(),
         )
         if self.verbose >= 1:
             net.set_params(callbacks__print_log=PrintLog())
