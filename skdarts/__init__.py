@@ -5,7 +5,9 @@ estimators, with supernets that can be pretrained, stored in a zoo, chosen by
 an optimal-transport dataset distance and used to warm-start a new search.
 """
 
+from .data import ImageFolderDataset, load_image_folder
 from .estimators import SupernetSearchClassifier
+from .export import load_exported
 from .spaces import Genotype, SearchSpace, get_search_space
 from .supernet import DerivedNetwork, Supernet
 
@@ -14,8 +16,11 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "DerivedNetwork",
     "Genotype",
+    "ImageFolderDataset",
     "SearchSpace",
     "Supernet",
     "SupernetSearchClassifier",
     "get_search_space",
+    "load_exported",
+    "load_image_folder",
 ]
