@@ -267,7 +267,9 @@ def _two_process_worker(out_dir: str) -> None:
     )
     net.fit(images[::2], y[::2])
     row = net.history[-1]
-    clf = SupernetSearchClassifier(**_search_params(), accelerator=acc).fit(X, y)
+    # random_state=None: process 0's draw must be shared (same split everywhere).
+    params = dict(_search_params(), random_state=None)
+    clf = SupernetSearchClassifier(**params, accelerator=acc).fit(X, y)
     torch.save(
         {
             "world": acc.num_processes,

@@ -66,6 +66,18 @@ def _resolve_device(device: str) -> str:
     return device
 
 
+def _shared_rng(rng: np.random.RandomState) -> np.random.RandomState:
+    """Process 0's generator on every process (same split, same initialisation).
+
+    With several Accelerate processes each runs ``fit``; with
+    ``random_state=None`` they would otherwise split the data differently.
+    """
+    from accelerate.utils import broadcast_object_list
+
+    (seed,) = broadcast_object_list([int(rng.randint(np.iinfo(np.int32).max))])
+    return np.random.RandomState(seed)
+
+
 class _FinalNet(NeuralNetClassifier):
     """The derived network's trainer; pickles so that it loads without CUDA."""
 
@@ -623,6 +635,8 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
                     "checkpoint_dir=None, or a single-process accelerator."
                 )
         rng = check_random_state(self.random_state)
+        if self.accelerator is not None and self.accelerator.num_processes > 1:
+            rng = _shared_rng(rng)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         checkpoint, state = self._find_checkpoint(images, y_enc)
         if state is not None:
