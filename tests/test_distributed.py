@@ -267,12 +267,18 @@ def _two_process_worker(out_dir: str) -> None:
     )
     net.fit(images[::2], y[::2])
     row = net.history[-1]
-    # random_state=None: process 0's draw must be shared (same split everywhere).
+    # random_state=None, and (unlike forked twins) processes with their own
+    # global random state: process 0's draw must be shared (same split).
+    np.random.seed(rank)  # noqa: NPY002 (random_state=None reads this one)
     params = dict(_search_params(), random_state=None)
     clf = SupernetSearchClassifier(**params, accelerator=acc).fit(X, y)
+    from skdarts.estimators._classifier import _shared_rng
+
+    shared_draw = _shared_rng(np.random.RandomState(rank)).randint(10**6)
     torch.save(
         {
             "world": acc.num_processes,
+            "shared_draw": shared_draw,
             "start": start,
             "alphas": [a.detach().clone() for a in net.module_.arch_parameters()],
             "weights": {k: v.clone() for k, v in net.module_.state_dict().items()},
@@ -325,6 +331,8 @@ def test_two_process_search_keeps_alphas_identical(tmp_path):
     _launch_cpu_processes(_two_process_worker, (str(tmp_path),))
     r0, r1 = (torch.load(tmp_path / f"rank{i}.pt", weights_only=False) for i in (0, 1))
     assert r0["world"] == r1["world"] == 2
+    # Each process's own random_state=None draw gives way to process 0's.
+    assert r0["shared_draw"] == r1["shared_draw"]
     # Different starts, identical ends: the alphas were aligned and kept so.
     assert not torch.equal(r0["start"][0], r1["start"][0])
     for a0, a1, s0 in zip(r0["alphas"], r1["alphas"], r0["start"]):
