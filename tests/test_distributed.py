@@ -205,6 +205,24 @@ def test_accelerated_search_is_silent_with_verbose_0(cpu_accelerator, capsys):
     assert capsys.readouterr().out == ""
 
 
+def test_accelerated_search_in_bf16_mixed_precision():
+    accelerate = pytest.importorskip("accelerate")
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    try:
+        acc = accelerate.Accelerator(cpu=True, mixed_precision="bf16")
+        X, y = _digits()
+        clf = SupernetSearchClassifier(**TINY, accelerator=acc).fit(X, y)
+    finally:
+        AcceleratorState._reset_state(True)
+    losses = [row["train_loss"] for row in clf.history_]
+    assert len(losses) == 2 and np.all(np.isfinite(losses))
+    proba = clf.predict_proba(X)
+    assert proba.dtype == np.float64
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+
+
 def test_accelerator_param_is_validated():
     X, y = _digits(60)
     with pytest.raises((TypeError, ValueError), match="accelerator"):
