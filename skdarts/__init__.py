@@ -6,7 +6,7 @@ an optimal-transport dataset distance and used to warm-start a new search.
 """
 
 from .data import ImageFolderDataset, load_image_folder
-from .estimators import SupernetSearchClassifier
+from .estimators import OTSourceSelector, SupernetSearchClassifier
 from .export import load_exported
 from .spaces import Genotype, SearchSpace, get_search_space
 from .supernet import DerivedNetwork, Supernet
@@ -17,6 +17,7 @@ __all__ = [
     "DerivedNetwork",
     "Genotype",
     "ImageFolderDataset",
+    "OTSourceSelector",
     "SearchSpace",
     "Supernet",
     "SupernetSearchClassifier",
