@@ -197,6 +197,8 @@ def test_accelerated_estimator_clones_and_pickles(cpu_accelerator):
     np.testing.assert_array_equal(restored.predict(X), clf.predict(X))
     copy = clone(clf)
     assert copy.accelerator is not None and not hasattr(copy, "net_")
+    # The clone's (deep-copied) accelerator trains it the same way.
+    np.testing.assert_array_equal(copy.fit(X, y).predict_proba(X), clf.predict_proba(X))
 
 
 def test_accelerated_search_is_silent_with_verbose_0(cpu_accelerator, capsys):
