@@ -735,7 +735,13 @@ class _AcceleratedNetMixin:
         for name in self._ACCELERATOR_LISTS:
             items = getattr(self.accelerator, name, None)
             if isinstance(items, list):
+                ours = [o for o in items if id(o) not in known[name]]
                 items[:] = [o for o in items if id(o) in known[name]]
+                for loader in ours if name == "_dataloaders" else ():
+                    # A loader left mid-way (an interrupted fit) stays
+                    # registered in the accelerator's gradient state.
+                    if hasattr(loader, "end"):
+                        loader.end()
         self._accelerator_known = None
         # The finished LR schedulers point at Accelerate's optimizer wrapper,
         # which their step counter patched (unpicklable): point them at the
@@ -954,10 +960,7 @@ class AcceleratedSearchNet(_AcceleratedNetMixin, AccelerateMixin, SearchNet):
         # accelerator's active loader; retire it.
         loader = getattr(self, "_arch_loader", None)
         if hasattr(loader, "end"):
-            try:
-                loader.end()
-            except ValueError:  # not registered (finished, or never started)
-                pass
+            loader.end()
         super().on_epoch_end(net, dataset_train, dataset_valid, **kwargs)
 
 

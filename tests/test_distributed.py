@@ -18,6 +18,7 @@ import torch
 from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.model_selection import cross_val_score
+from skorch.callbacks import Callback
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 
@@ -199,6 +200,34 @@ def test_accelerated_estimator_clones_and_pickles(cpu_accelerator):
     assert copy.accelerator is not None and not hasattr(copy, "net_")
     # The clone's (deep-copied) accelerator trains it the same way.
     np.testing.assert_array_equal(copy.fit(X, y).predict_proba(X), clf.predict_proba(X))
+
+
+class _InterruptInEpoch2(Callback):
+    def on_batch_end(self, net, training=None, **kwargs):
+        if training and len(net.history) == 2:
+            raise KeyboardInterrupt
+
+
+def test_accelerated_search_interrupts_and_resumes(cpu_accelerator, tmp_path):
+    X, y = _digits(90)
+    params = dict(TINY, max_epochs=3, batch_size=16)
+    reference = SupernetSearchClassifier(**params).fit(X, y)
+    with pytest.warns(UserWarning, match="interrupted after 1 of 3"):
+        broken = SupernetSearchClassifier(
+            **params,
+            checkpoint_dir=tmp_path,
+            callbacks=[_InterruptInEpoch2()],
+            accelerator=cpu_accelerator,
+        ).fit(X, y)
+    # A fit stopped mid-epoch leaves nothing registered that would not pickle.
+    pickle.loads(pickle.dumps(broken))
+    resumed = SupernetSearchClassifier(
+        **params, checkpoint_dir=tmp_path, accelerator=cpu_accelerator
+    ).fit(X, y)
+    assert resumed.resumed_from_ == 1
+    np.testing.assert_allclose(
+        resumed.predict_proba(X), reference.predict_proba(X), atol=1e-6
+    )
 
 
 def test_accelerated_search_is_silent_with_verbose_0(cpu_accelerator, capsys):
