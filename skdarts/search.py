@@ -426,7 +426,8 @@ class FiniteGuard(Callback):
         arch_loss = record.get("arch_loss") if isinstance(record, dict) else None
         if arch_loss is not None and not math.isfinite(arch_loss):
             self._fail(net, "The architecture loss", arch_loss, batch)
-        module = getattr(net, "module_", None)
+        bare = getattr(net, "_bare_module", None)  # DDP hides the supernet's API
+        module = bare() if callable(bare) else getattr(net, "module_", None)
         alphas = getattr(module, "arch_parameters", None)
         if callable(alphas):
             params = alphas()
