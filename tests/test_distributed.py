@@ -321,6 +321,10 @@ def _two_process_worker(out_dir: str) -> None:
     np.random.seed(rank)  # noqa: NPY002 (random_state=None reads this one)
     params = dict(_search_params(), random_state=None)
     clf = SupernetSearchClassifier(**params, accelerator=acc).fit(X, y)
+    # PC-DARTS (edge weights are alphas too) with activation checkpointing.
+    pc = dict(_search_params(), init_channels=4, partial_channels=2)
+    pc_clf = SupernetSearchClassifier(**pc, checkpointing=True, accelerator=acc)
+    pc_clf.fit(X, y)
     from skdarts.estimators._classifier import _shared_rng
 
     shared_draw = _shared_rng(np.random.RandomState(rank)).randint(10**6)
@@ -337,6 +341,8 @@ def _two_process_worker(out_dir: str) -> None:
             ],
             "clf_proba": clf.predict_proba(X),
             "clf_loss": [r.get("train_loss") for r in clf.history_],
+            "pc_alphas": [a.detach() for a in pc_clf.net_.module_.arch_parameters()],
+            "pc_proba": pc_clf.predict_proba(X),
         },
         Path(out_dir) / f"rank{rank}.pt",
     )
@@ -398,3 +404,7 @@ def test_two_process_search_keeps_alphas_identical(tmp_path):
         assert torch.equal(a0, a1)
     np.testing.assert_array_equal(r0["clf_proba"], r1["clf_proba"])
     assert r0["clf_loss"] == r1["clf_loss"]
+    assert len(r0["pc_alphas"]) == 4  # operation and edge weights, both cell types
+    for a0, a1 in zip(r0["pc_alphas"], r1["pc_alphas"]):
+        assert torch.equal(a0, a1)
+    np.testing.assert_array_equal(r0["pc_proba"], r1["pc_proba"])
