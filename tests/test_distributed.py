@@ -189,6 +189,20 @@ def test_accelerated_search_equals_plain_search(cpu_accelerator):
     assert losses[0] == losses[1]
 
 
+def test_warm_started_accelerated_search_equals_plain(cpu_accelerator):
+    X, y = _digits(200)
+    source = SupernetSearchClassifier(**TINY).fit(X[:100], y[:100])
+    Xt, yt = X[100:], y[100:] % 3
+    plain = SupernetSearchClassifier(**TINY, warm_start=source).fit(Xt, yt)
+    accelerated = SupernetSearchClassifier(
+        **TINY, warm_start=source, accelerator=cpu_accelerator
+    ).fit(Xt, yt)
+    assert accelerated.source_ is not None
+    np.testing.assert_array_equal(
+        accelerated.predict_proba(Xt), plain.predict_proba(Xt)
+    )
+
+
 def test_accelerated_estimator_clones_and_pickles(cpu_accelerator):
     X, y = _digits()
     clf = SupernetSearchClassifier(**TINY, accelerator=cpu_accelerator).fit(X, y)
