@@ -19,7 +19,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNetClassifier
@@ -45,6 +45,8 @@ from ..data import (
 )
 from ..export import ExportedClassifier, export_network
 from ..search import (
+    AcceleratedNeuralNetClassifier,
+    AcceleratedSearchNet,
     FiniteGuard,
     GenotypeRecorder,
     SearchCheckpoint,
@@ -62,6 +64,18 @@ def _resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
+
+
+def _shared_rng(rng: np.random.RandomState) -> np.random.RandomState:
+    """Process 0's generator on every process (same split, same initialisation).
+
+    With several Accelerate processes each runs ``fit``; with
+    ``random_state=None`` they would otherwise split the data differently.
+    """
+    from accelerate.utils import broadcast_object_list
+
+    (seed,) = broadcast_object_list([int(rng.randint(np.iinfo(np.int32).max))])
+    return np.random.RandomState(seed)
 
 
 class _FinalNet(NeuralNetClassifier):
@@ -231,6 +245,15 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         Seeds the split, initialisation and batches: a CPU run is repeatable.
     verbose : int, default=1
         0 is silent; 1 prints one line per epoch; 2 adds per-batch progress bars.
+    accelerator : accelerate.Accelerator, optional
+        Run the search (and the final training) through Hugging Face
+        Accelerate: one search data-parallel over several GPUs, nodes or CPU
+        processes (start the script with ``accelerate launch``), or mixed
+        precision on one device. It places the data and the module, so
+        ``device`` is ignored. With several processes every process calls
+        ``fit`` on the same data; afterwards each holds the whole model and
+        predicts on its own. See :class:`~skdarts.search.AcceleratedSearchNet`
+        and the "From a laptop to a cluster" page.
 
     Notes
     -----
@@ -335,6 +358,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         "device": [StrOptions({"auto", "cpu", "cuda", "mps"}), str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "accelerator": [None, HasMethods(["prepare", "backward", "unwrap_model"])],
     }
 
     def __init__(
@@ -370,6 +394,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         device: str = "auto",
         random_state: Any = None,
         verbose: int = 1,
+        accelerator: Any = None,
     ):
         self.search_space = search_space
         self.init_channels = init_channels
@@ -402,6 +427,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.accelerator = accelerator
 
     # -- input handling ---------------------------------------------------------
 
@@ -651,7 +677,17 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
             )
         y_enc = encoder.transform(y).astype(np.int64)
         self.device_ = _resolve_device(self.device)
+        if self.accelerator is not None:
+            self.device_ = str(self.accelerator.device)
+            if self.checkpoint_dir is not None and self.accelerator.num_processes > 1:
+                raise ValueError(
+                    "checkpoint_dir is not supported with an accelerator running "
+                    f"{self.accelerator.num_processes} processes; accepted: "
+                    "checkpoint_dir=None, or a single-process accelerator."
+                )
         rng = check_random_state(self.random_state)
+        if self.accelerator is not None and self.accelerator.num_processes > 1:
+            rng = _shared_rng(rng)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         checkpoint, state = self._find_checkpoint(images, y_enc)
         if state is not None:
@@ -700,6 +736,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
             "final_epochs",
             "warm_start",
             "random_state",
+            "accelerator",
         }
         params = {
             k: v for k, v in self.get_params(deep=False).items() if k not in ignored
@@ -745,7 +782,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         else:
             dataset = Dataset(images, y_enc)
         arch_ds = Subset(dataset, a_idx)
-        self.net_ = SearchNet(
+        self.net_ = self._net_class(SearchNet, AcceleratedSearchNet)(
             module=module,
             criterion=torch.nn.CrossEntropyLoss,
             optimizer=torch.optim.SGD,
@@ -764,9 +801,9 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
             iterator_train__shuffle=True,
             callbacks=self._callbacks(checkpoint),
             classes=np.arange(len(self.classes_)),
-            device=self.device_,
             verbose=int(self.verbose >= 1),
             callbacks__print_log__keys_ignored=["genotype", "arch_weights"],
+            **self._net_device_kwargs(),
             **self._loader_params(),
         )
         if self.source_ is not None:
@@ -818,6 +855,15 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
                     stacklevel=4,
                 )
 
+    def _net_class(self, plain, accelerated):
+        return plain if self.accelerator is None else accelerated
+
+    def _net_device_kwargs(self) -> dict:
+        if self.accelerator is None:
+            return {"device": self.device_}
+        # The accelerator places data and modules itself (skorch: device=None).
+        return {"device": None, "accelerator": self.accelerator}
+
     def _warm_search_params(self) -> dict:
         """SearchNet settings of a warm-started search (see the warm_* params)."""
         lr = self.warm_lr if self.warm_lr is not None else self.lr
@@ -834,7 +880,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
 
     def _fit_final(self, images, y_enc):
         derived = DerivedNetwork.from_supernet(self.net_.module_, self.genotype_)
-        net = _FinalNet(
+        net = self._net_class(_FinalNet, AcceleratedNeuralNetClassifier)(
             module=derived,
             criterion=torch.nn.CrossEntropyLoss,
             optimizer=torch.optim.SGD,
@@ -858,9 +904,9 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
                 *([("progress_bar", ProgressBar())] if self.verbose >= 2 else []),
             ],
             classes=np.arange(len(self.classes_)),
-            device=self.device_,
             verbose=int(self.verbose >= 1),
             **self._loader_params(),
+            **self._net_device_kwargs(),
         )
         if self.verbose >= 1:
             net.set_params(callbacks__print_log=PrintLog())
