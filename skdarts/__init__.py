@@ -10,6 +10,7 @@ from .estimators import OTSourceSelector, SupernetSearchClassifier
 from .export import load_exported
 from .spaces import Genotype, SearchSpace, get_search_space
 from .supernet import DerivedNetwork, Supernet
+from .zoo import SupernetZoo, ZooEntry, load_supernet, save_supernet
 
 __version__ = "0.1.0.dev0"
 
@@ -21,7 +22,11 @@ __all__ = [
     "SearchSpace",
     "Supernet",
     "SupernetSearchClassifier",
+    "SupernetZoo",
+    "ZooEntry",
     "get_search_space",
     "load_exported",
     "load_image_folder",
+    "load_supernet",
+    "save_supernet",
 ]

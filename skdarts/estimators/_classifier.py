@@ -19,7 +19,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNetClassifier
@@ -45,6 +45,8 @@ from ..data import (
 )
 from ..export import ExportedClassifier, export_network
 from ..search import (
+    AcceleratedNeuralNetClassifier,
+    AcceleratedSearchNet,
     FiniteGuard,
     GenotypeRecorder,
     SearchCheckpoint,
@@ -62,6 +64,18 @@ def _resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
+
+
+def _shared_rng(rng: np.random.RandomState) -> np.random.RandomState:
+    """Process 0's generator on every process (same split, same initialisation).
+
+    With several Accelerate processes each runs ``fit``; with
+    ``random_state=None`` they would otherwise split the data differently.
+    """
+    from accelerate.utils import broadcast_object_list
+
+    (seed,) = broadcast_object_list([int(rng.randint(np.iinfo(np.int32).max))])
+    return np.random.RandomState(seed)
 
 
 class _FinalNet(NeuralNetClassifier):
@@ -191,7 +205,22 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         rebuilt when the classes change); ``"auto"`` warm-starts from the
         prior an ``OTSourceSelector`` hands over in a pipeline, else from
         scratch; a prior (zoo entry, saved supernet, fitted estimator)
-        warm-starts from it.
+        warm-starts from it (see :func:`skdarts.estimators._prior.resolve_prior`
+        for the transfer rule: alphas and body weights copied, a fresh head,
+        the stem adapted between grey and RGB).
+    warm_lr : float, optional
+        Starting learning rate of the inherited weights (stem and cells) in a
+        warm-started search; the new head starts at ``lr``. Both are
+        cosine-annealed to ``lr_min``. None: ``lr`` (on digits warm from the
+        shipped MNIST entry, ``lr / 4`` learned more slowly).
+    warm_arch_warmup_epochs : int, default=1
+        Epochs of a warm-started search during which the alphas stay as the
+        prior left them while the new head settles (a random head would
+        otherwise push them around).
+    warm_epsilon_start : float, optional
+        Smoothing radius at the first epoch of a warm-started search. None:
+        ``epsilon`` from the start (the prior is past the early phase the
+        ramp protects).
     callbacks : list of skorch callbacks or (name, callback) pairs, optional
         Added to the search net (e.g. ``EarlyStopping``, ``Checkpoint``).
     checkpoint_dir : str or path-like, optional
@@ -216,6 +245,15 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         Seeds the split, initialisation and batches: a CPU run is repeatable.
     verbose : int, default=1
         0 is silent; 1 prints one line per epoch; 2 adds per-batch progress bars.
+    accelerator : accelerate.Accelerator, optional
+        Run the search (and the final training) through Hugging Face
+        Accelerate: one search data-parallel over several GPUs, nodes or CPU
+        processes (start the script with ``accelerate launch``), or mixed
+        precision on one device. It places the data and the module, so
+        ``device`` is ignored. With several processes every process calls
+        ``fit`` on the same data; afterwards each holds the whole model and
+        predicts on its own. See :class:`~skdarts.search.AcceleratedSearchNet`
+        and the "From a laptop to a cluster" page.
 
     Notes
     -----
@@ -311,12 +349,16 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         "image_shape": [tuple, list, None],
         "num_workers": [Interval(numbers.Integral, 0, None, closed="left")],
         "warm_start": ["boolean", StrOptions({"auto"}), object],
+        "warm_lr": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "warm_arch_warmup_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
+        "warm_epsilon_start": [Interval(numbers.Real, 0, None, closed="left"), None],
         "callbacks": [list, None],
         "checkpoint_dir": [str, os.PathLike, None],
         "checkpoint_every": [Interval(numbers.Integral, 1, None, closed="left")],
         "device": [StrOptions({"auto", "cpu", "cuda", "mps"}), str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "accelerator": [None, HasMethods(["prepare", "backward", "unwrap_model"])],
     }
 
     def __init__(
@@ -343,12 +385,16 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         image_shape: tuple | None = None,
         num_workers: int = 0,
         warm_start: Any = "auto",
+        warm_lr: float | None = None,
+        warm_arch_warmup_epochs: int = 1,
+        warm_epsilon_start: float | None = None,
         callbacks: list | None = None,
         checkpoint_dir: str | os.PathLike | None = None,
         checkpoint_every: int = 1,
         device: str = "auto",
         random_state: Any = None,
         verbose: int = 1,
+        accelerator: Any = None,
     ):
         self.search_space = search_space
         self.init_channels = init_channels
@@ -372,12 +418,16 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         self.image_shape = image_shape
         self.num_workers = num_workers
         self.warm_start = warm_start
+        self.warm_lr = warm_lr
+        self.warm_arch_warmup_epochs = warm_arch_warmup_epochs
+        self.warm_epsilon_start = warm_epsilon_start
         self.callbacks = callbacks
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.accelerator = accelerator
 
     # -- input handling ---------------------------------------------------------
 
@@ -535,7 +585,8 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
                 module.reset_head(n_classes)
             self.source_ = {"kind": "previous_fit"}
             return module
-        prior = handed_prior if isinstance(self.warm_start, str) else self.warm_start
+        auto = isinstance(self.warm_start, str) and self.warm_start == "auto"
+        prior = handed_prior if auto else self.warm_start  # other str: a path
         module, self.source_ = resolve_prior(prior, fresh)
         return module
 
@@ -626,7 +677,17 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
             )
         y_enc = encoder.transform(y).astype(np.int64)
         self.device_ = _resolve_device(self.device)
+        if self.accelerator is not None:
+            self.device_ = str(self.accelerator.device)
+            if self.checkpoint_dir is not None and self.accelerator.num_processes > 1:
+                raise ValueError(
+                    "checkpoint_dir is not supported with an accelerator running "
+                    f"{self.accelerator.num_processes} processes; accepted: "
+                    "checkpoint_dir=None, or a single-process accelerator."
+                )
         rng = check_random_state(self.random_state)
+        if self.accelerator is not None and self.accelerator.num_processes > 1:
+            rng = _shared_rng(rng)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         checkpoint, state = self._find_checkpoint(images, y_enc)
         if state is not None:
@@ -675,6 +736,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
             "final_epochs",
             "warm_start",
             "random_state",
+            "accelerator",
         }
         params = {
             k: v for k, v in self.get_params(deep=False).items() if k not in ignored
@@ -720,7 +782,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         else:
             dataset = Dataset(images, y_enc)
         arch_ds = Subset(dataset, a_idx)
-        self.net_ = SearchNet(
+        self.net_ = self._net_class(SearchNet, AcceleratedSearchNet)(
             module=module,
             criterion=torch.nn.CrossEntropyLoss,
             optimizer=torch.optim.SGD,
@@ -739,11 +801,13 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
             iterator_train__shuffle=True,
             callbacks=self._callbacks(checkpoint),
             classes=np.arange(len(self.classes_)),
-            device=self.device_,
             verbose=int(self.verbose >= 1),
             callbacks__print_log__keys_ignored=["genotype", "arch_weights"],
+            **self._net_device_kwargs(),
             **self._loader_params(),
         )
+        if self.source_ is not None:
+            self.net_.set_params(**self._warm_search_params())
         Xw, yw = Subset(dataset, w_idx), None
         self.resumed_from_ = 0
         if state is None:
@@ -791,9 +855,32 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
                     stacklevel=4,
                 )
 
+    def _net_class(self, plain, accelerated):
+        return plain if self.accelerator is None else accelerated
+
+    def _net_device_kwargs(self) -> dict:
+        if self.accelerator is None:
+            return {"device": self.device_}
+        # The accelerator places data and modules itself (skorch: device=None).
+        return {"device": None, "accelerator": self.accelerator}
+
+    def _warm_search_params(self) -> dict:
+        """SearchNet settings of a warm-started search (see the warm_* params)."""
+        lr = self.warm_lr if self.warm_lr is not None else self.lr
+        return {
+            "optimizer__lr": lr,
+            "optimizer__param_groups": [("head.*", {"lr": self.lr})],
+            "arch_warmup_epochs": self.warm_arch_warmup_epochs,
+            "epsilon_start": (
+                self.epsilon
+                if self.warm_epsilon_start is None
+                else self.warm_epsilon_start
+            ),
+        }
+
     def _fit_final(self, images, y_enc):
         derived = DerivedNetwork.from_supernet(self.net_.module_, self.genotype_)
-        net = _FinalNet(
+        net = self._net_class(_FinalNet, AcceleratedNeuralNetClassifier)(
             module=derived,
             criterion=torch.nn.CrossEntropyLoss,
             optimizer=torch.optim.SGD,
@@ -817,9 +904,9 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
                 *([("progress_bar", ProgressBar())] if self.verbose >= 2 else []),
             ],
             classes=np.arange(len(self.classes_)),
-            device=self.device_,
             verbose=int(self.verbose >= 1),
             **self._loader_params(),
+            **self._net_device_kwargs(),
         )
         if self.verbose >= 1:
             net.set_params(callbacks__print_log=PrintLog())
