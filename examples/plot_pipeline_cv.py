@@ -26,7 +26,7 @@ from sklearn.pipeline import make_pipeline
 from skdarts import OTSourceSelector, SupernetSearchClassifier, SupernetZoo
 
 X, y = load_digits(return_X_y=True)
-X, y = X[:360].reshape(-1, 8, 8), y[:360]
+X, y = X[:300].reshape(-1, 8, 8), y[:300]
 zoo = SupernetZoo.default()
 # small batches: the few images of each fold still give enough steps
 budget = dict(max_epochs=4, final_epochs=0, batch_size=16, verbose=0, random_state=0)
