@@ -11,9 +11,9 @@ has several near-tied candidates: the hard case for the short list.
 
 Timing is the ranking itself (``skdarts.similarity.rank_sources``, the
 selector's core) with signatures already read; reading them from a zoo on
-disk is the zoo's cost. The 10,000-entry zoo reuses the arrays of 1,000
-distinct signatures (each entry gets its own dataset-level moments, which is
-all stage 1 reads) so the benchmark fits in memory.
+disk is the zoo's cost. The 10,000-entry zoo reuses the points and
+covariances of 1,000 distinct signatures (each entry gets its own class means
+and dataset-level moments) so the benchmark fits in memory.
 
 Agreement is measured for two kinds of target: a fresh sample of one entry's
 distribution (the selection-sanity case) and a random new dataset from the
@@ -114,8 +114,11 @@ def resample(sig: DatasetSignature, rng, n_points=1000) -> DatasetSignature:
 
 
 def reuse(sig: DatasetSignature, rng) -> DatasetSignature:
-    """Same arrays, own dataset-level moments (for the 10,000-entry zoo)."""
+    """Same points and covariances, own class means and dataset-level moments
+    (for the 10,000-entry zoo): stage 1 reads means, spectra and labels."""
     out = DatasetSignature(**{**sig.__dict__})
+    jitter = rng.standard_normal(sig.class_means.shape) * 0.01
+    out.class_means = (sig.class_means + jitter).astype(np.float32)
     out.mean = (sig.mean + rng.standard_normal(D) * 0.02).astype(np.float32)
     out.cov = (sig.cov * rng.uniform(0.9, 1.1)).astype(np.float32)
     return out
