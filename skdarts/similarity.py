@@ -836,6 +836,8 @@ def gaussian_otdd_distances(
 
     ft, wt = features(target), weights(target)
     tr_t = wt @ np.square(ft[:, target.class_means.shape[1] :]).sum(1)
+    # Classes absent from the subsample change nothing but cost POT a dual fix-up.
+    ft, wt = ft[wt > 0], wt[wt > 0]
     sizes = [s.n_classes for s in signatures]
     bank = np.concatenate([features(s) for s in signatures])
     cost = ot.dist(ft, bank)
@@ -846,8 +848,16 @@ def gaussian_otdd_distances(
         ws = weights(sig)
         block = slice(start, start + k)
         start += k
-        value = ot.emd2(wt, ws, cost[:, block], check_marginals=False)
-        out[i] = value + tr_t + ws @ tr_bank[block]
+        tr_s = ws @ tr_bank[block]
+        present = ws > 0
+        value = ot.emd2(
+            wt,
+            ws[present],
+            cost[:, block][:, present],
+            check_marginals=False,
+            center_dual=False,
+        )
+        out[i] = value + tr_t + tr_s
     return np.sqrt(np.clip(out, 0.0, None))
 
 
