@@ -29,13 +29,14 @@ signatures depend on which supernet computed them.
 
 What a signature keeps
 ----------------------
-Per class: the count, the mean and the **full** ``d x d`` covariance (plus a
-ridge of ``1e-4 * I`` so Bures square roots are well defined); for the whole
+Per class: the count, the mean, the **full** ``d x d`` covariance (plus a
+ridge of ``1e-4 * I`` so Bures square roots are well defined) and, cached for
+ranking, the square roots of its eigenvalues; for the whole
 dataset: mean and full covariance; and a uniform random subsample of at most
 ``max_points`` embedded points with their class indices. Stored as float32
 (int64 labels and counts), at ``d = 32`` this is about
-``4 K (d^2 + d) + m (4 d + 8) + 4 (d^2 + d)`` bytes: 182 KB for 10 classes and
-1,000 points, 4.4 MB for 1,000 classes, whatever the number of images.
+``4 K (d^2 + 2 d) + m (4 d + 8) + 4 (d^2 + d)`` bytes: 184 KB for 10 classes
+and 1,000 points, 4.5 MB for 1,000 classes, whatever the number of images.
 
 Distances (all with POT)
 ------------------------
