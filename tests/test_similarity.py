@@ -23,6 +23,7 @@ from skdarts.similarity import (
     compute_signature,
     dataset_distance,
     embed_images,
+    gaussian_otdd_distances,
     signature_fn,
 )
 
@@ -93,6 +94,22 @@ def test_round_trip_and_json_meta(halves):
     assert meta_fn["n_classes"] == 2 and arrays_fn["points"].dtype == np.float32
 
 
+def test_class_spectra_cached_and_optional(halves):
+    a, b = halves
+    arrays, meta = a.to_arrays(), a.to_meta()
+    ev = np.linalg.eigvalsh(np.float64(a.class_covs))[:, ::-1]
+    assert np.allclose(arrays["class_spectra"] ** 2, ev, rtol=1e-4, atol=1e-7)
+    # Signatures stored before the cache existed are still read.
+    old = {k: v for k, v in arrays.items() if k != "class_spectra"}
+    again = DatasetSignature.from_arrays(old, meta)
+    assert np.allclose(again.class_spectra, a.class_spectra, atol=1e-6)
+    assert gaussian_otdd_distances(again, [b]) == pytest.approx(
+        gaussian_otdd_distances(a, [b]), rel=1e-5
+    )
+    with pytest.raises(ValueError, match="'class_spectra' has shape"):
+        DatasetSignature.from_arrays(old | {"class_spectra": ev[:, :3]}, meta)
+
+
 def test_from_arrays_errors(halves):
     a, _ = halves
     arrays, meta = a.to_arrays(), a.to_meta()
@@ -135,6 +152,35 @@ def test_bures_matches_pot(halves):
             *(np.float64(v) for v in (a.class_covs[i], b.class_covs[j])),
         )
         assert ours[i, j] == pytest.approx(float(ref) ** 2, rel=1e-6, abs=1e-10)
+
+
+def test_gaussian_otdd_surrogate(halves, digits):
+    a, b = halves
+    X, y = digits
+    flipped = compute_signature(16 - X[1::2], y[1::2], max_points=400)
+    d = gaussian_otdd_distances(a, [b, flipped, a], max_points=200)
+    assert d[0] < d[1] and d[2] < d[0] + 1e-12
+    # The formula, class pair by class pair, against a direct computation.
+    idx = np.sort(np.random.RandomState(0).choice(400, 200, replace=False))
+    wa = np.bincount(a.labels[idx], minlength=10) / 200.0
+    wb = np.bincount(b.labels[idx], minlength=10) / 200.0
+    C = np.empty((10, 10))
+    for i in range(10):
+        for j in range(10):
+            la = np.linalg.eigvalsh(np.float64(a.class_covs[i]))
+            lb = np.linalg.eigvalsh(np.float64(b.class_covs[j]))
+            dm = np.sum((np.float64(a.class_means[i]) - b.class_means[j]) ** 2)
+            # von Neumann: the Bures term is at least the spectra's distance.
+            spectral = dm + np.sum((np.sqrt(la) - np.sqrt(lb)) ** 2)
+            bures = bures_wasserstein_squared(
+                a.class_means[i : i + 1],
+                a.class_covs[i : i + 1],
+                b.class_means[j : j + 1],
+                b.class_covs[j : j + 1],
+            )[0, 0]
+            assert spectral <= bures + 1e-6
+            C[i, j] = dm + la.sum() + lb.sum() + spectral
+    assert d[0] == pytest.approx(np.sqrt(ot.emd2(wa, wb, C)), rel=1e-4)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -259,8 +305,16 @@ def test_two_stage_short_list(digits_zoo):
     assert np.isnan(short.distances_[1:]).all() and not np.isnan(full.distances_).any()
     assert np.all(np.diff(short.proxy_distances_[1:]) >= 0)
     assert np.array_equal(gauss.distances_, gauss.proxy_distances_)
-    # Stage 1 is Gelbrich's lower bound of the (feature-only) Wasserstein distance.
-    assert np.all(full.proxy_distances_ <= full.distances_ + 0.05)
+    # Stage 1 of "otdd" (class-level Gaussian surrogate) orders these sources as
+    # the exact distance does, at a similar scale.
+    assert np.all(np.diff(full.proxy_distances_) > 0)
+    assert np.allclose(full.proxy_distances_, full.distances_, rtol=0.35)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        wass = OTSourceSelector(zoo, method="wasserstein", shortlist=None).fit(X, y)
+    # Stage 1 of the others is Gelbrich's lower bound of the (feature-only)
+    # Wasserstein distance (for the moments of all images, hence the slack).
+    assert np.all(wass.proxy_distances_ <= wass.distances_ + 0.05)
 
 
 def test_selector_errors(digits_zoo):

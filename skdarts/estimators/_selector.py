@@ -47,11 +47,14 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
     HandoffArray`), so that a following :class:`SupernetSearchClassifier`
     with ``warm_start="auto"`` warm-starts from it.
 
-    Ranking is two-stage. Stage 1 compares the target's dataset-level
-    Gaussian with every source's at once (Bures-Wasserstein, vectorised; a
-    lower bound of the feature-only Wasserstein distance by Gelbrich's
-    bound). Stage 2 computes ``method`` exactly for the ``shortlist``
-    entries nearest by stage 1. An entry pretrained on several sources is as
+    Ranking is two-stage. Stage 1 compares the target with every source at
+    once: for "otdd", a class-level Gaussian surrogate of it (exact OT
+    between class weights, from class spectra cached in the signatures; see
+    :func:`skdarts.similarity.gaussian_otdd_distances`), otherwise the
+    Bures-Wasserstein distance between dataset-level Gaussians. Stage 2
+    computes ``method`` exactly for the ``shortlist`` entries nearest by
+    stage 1 (``benchmarks/selection.py`` measures how often this finds the
+    exact top-1 over all entries). An entry pretrained on several sources is as
     near as its nearest source (the minimum over its sources): it has seen
     that source's data, which is what transfers.
 
