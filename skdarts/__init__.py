@@ -6,16 +6,30 @@ an optimal-transport dataset distance and used to warm-start a new search.
 """
 
 from .estimators import SupernetSearchClassifier
+from .evaluation import (
+    ComparisonResult,
+    HeldOutAccuracy,
+    LearningCurve,
+    WarmStartComparison,
+    compare_curves,
+    comparison_scoring,
+)
 from .spaces import Genotype, SearchSpace, get_search_space
 from .supernet import DerivedNetwork, Supernet
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "ComparisonResult",
     "DerivedNetwork",
     "Genotype",
+    "HeldOutAccuracy",
+    "LearningCurve",
     "SearchSpace",
     "Supernet",
     "SupernetSearchClassifier",
+    "WarmStartComparison",
+    "compare_curves",
+    "comparison_scoring",
     "get_search_space",
 ]
