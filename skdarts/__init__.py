@@ -5,6 +5,7 @@ estimators, with supernets that can be pretrained, stored in a zoo, chosen by
 an optimal-transport dataset distance and used to warm-start a new search.
 """
 
+from .data import ImageFolderDataset, load_image_folder
 from .estimators import SupernetSearchClassifier
 from .evaluation import (
     ComparisonResult,
@@ -14,6 +15,7 @@ from .evaluation import (
     compare_curves,
     comparison_scoring,
 )
+from .export import load_exported
 from .spaces import Genotype, SearchSpace, get_search_space
 from .supernet import DerivedNetwork, Supernet
 
@@ -24,6 +26,7 @@ __all__ = [
     "DerivedNetwork",
     "Genotype",
     "HeldOutAccuracy",
+    "ImageFolderDataset",
     "LearningCurve",
     "SearchSpace",
     "Supernet",
@@ -32,4 +35,6 @@ __all__ = [
     "compare_curves",
     "comparison_scoring",
     "get_search_space",
+    "load_exported",
+    "load_image_folder",
 ]

@@ -25,15 +25,28 @@ References
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 from skorch import NeuralNetClassifier
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, Checkpoint
 from skorch.dataset import unpack_data
+from skorch.history import History
 from skorch.utils import TeeGenerator, to_device
 
-__all__ = ["GenotypeRecorder", "SearchNet", "perturb_arch_weights"]
+__all__ = [
+    "FiniteGuard",
+    "GenotypeRecorder",
+    "NonFiniteError",
+    "SearchCheckpoint",
+    "SearchNet",
+    "perturb_arch_weights",
+]
 
 
 def _project(weights: torch.Tensor) -> torch.Tensor:
@@ -140,6 +153,14 @@ class SearchNet(NeuralNetClassifier):
         self.grad_clip = grad_clip
         self.arch_warmup_epochs = arch_warmup_epochs
         super().__init__(*args, **kwargs)
+
+    def __getstate__(self):
+        return portable_getstate(self, super().__getstate__)
+
+    @property
+    def _default_callbacks(self):
+        # Every search is guarded: a diverged step must stop it, not go on silently.
+        return [*super()._default_callbacks, ("finite_guard", FiniteGuard())]
 
     # -- initialisation -------------------------------------------------------
 
@@ -285,3 +306,283 @@ class SearchNet(NeuralNetClassifier):
         arch = [b["arch_loss"] for b in batches if "arch_loss" in b]
         if arch:
             self.history.record("arch_loss", sum(arch) / len(arch))
+
+
+# -- fault tolerance ------------------------------------------------------------
+
+
+def portable_getstate(net, parent_getstate) -> dict:
+    """skorch's ``__getstate__``, with the module and callbacks device-mapped too.
+
+    skorch pickles its ``module_``, ``optimizer_`` and ``criterion_`` so that
+    unpickling maps them to an available device. A module passed as an
+    instance (``module=...``) and the callbacks (an LR scheduler holds the
+    optimizer) would otherwise be pickled plainly, and a net trained on a GPU
+    would not load on a CPU-only machine. Pickling them in the same mapped
+    block also keeps ``module is module_`` after loading.
+    """
+    saved = list(net.cuda_dependent_attributes_)
+    extra = [a for a in ("module", "callbacks") if a not in saved]
+    net.cuda_dependent_attributes_ = saved + extra
+    try:
+        return parent_getstate()
+    finally:
+        net.cuda_dependent_attributes_ = saved
+
+
+class NonFiniteError(FloatingPointError):
+    """A training loss or the architecture weights became NaN or infinite."""
+
+
+def _current_lr(optimizer) -> float | None:
+    if optimizer is None or not optimizer.param_groups:
+        return None
+    return float(optimizer.param_groups[0]["lr"])
+
+
+class FiniteGuard(Callback):
+    """Stop training with :class:`NonFiniteError` at the first NaN/inf loss.
+
+    Checked after every batch (the loss is already a Python float in skorch's
+    history, so this costs one reduction of the alphas per batch): the
+    training loss, the architecture loss and, for a supernet, the alphas. The
+    error names the phase, the epoch and the batch, and the likely causes.
+
+    Parameters
+    ----------
+    phase : str, default="search"
+        Named in the error message.
+
+    Examples
+    --------
+    >>> guard = FiniteGuard(phase="final training")
+    >>> guard.phase
+    'final training'
+    """
+
+    def __init__(self, phase: str = "search"):
+        self.phase = phase
+
+    def _fail(self, net, what: str, value: float, batch, training=True) -> None:
+        epoch = len(net.history)
+        key = "train_loss" if training else "valid_loss"
+        batches = net.history[-1, "batches"] if len(net.history) else []
+        n_batch = sum(1 for b in batches if key in b) or len(batches)
+        kind = "training" if training else "validation"
+        lrs = [
+            f"weights lr={_current_lr(getattr(net, 'optimizer_', None)):.3g}"
+            if getattr(net, "optimizer_", None) is not None
+            else None,
+            f"architecture lr={_current_lr(getattr(net, 'optimizer_arch_', None)):.3g}"
+            if getattr(net, "optimizer_arch_", None) is not None
+            else None,
+        ]
+        lrs = ", ".join(x for x in lrs if x)
+        scale = ""
+        X = batch[0] if isinstance(batch, (tuple, list)) and batch else None
+        if isinstance(X, torch.Tensor) and X.numel():
+            Xf = X.detach().float()
+            scale = (
+                f" This batch's inputs lie in [{Xf.min().item():.3g}, "
+                f"{Xf.max().item():.3g}] (std {Xf.std().item():.3g})."
+            )
+        raise NonFiniteError(
+            f"{what} became {value} during the {self.phase} at epoch {epoch}, "
+            f"{kind} batch {n_batch}: training stopped instead of continuing on "
+            f"garbage. Likely causes: a learning rate too high ({lrs}; lower lr / "
+            "arch_lr), or badly scaled inputs (standardise pixels to about zero mean "
+            f"and unit variance; extreme values overflow).{scale}"
+        )
+
+    def on_batch_end(self, net, batch=None, training=None, **kwargs):
+        loss = kwargs.get("loss")
+        if loss is not None:
+            value = float(loss.detach()) if isinstance(loss, torch.Tensor) else loss
+            if not math.isfinite(value):
+                kind = "training" if training else "validation"
+                self._fail(net, f"The {kind} loss", value, batch, training)
+        if not training:
+            return
+        record = net.history[-1, "batches", -1] if len(net.history) else {}
+        arch_loss = record.get("arch_loss") if isinstance(record, dict) else None
+        if arch_loss is not None and not math.isfinite(arch_loss):
+            self._fail(net, "The architecture loss", arch_loss, batch)
+        module = getattr(net, "module_", None)
+        alphas = getattr(module, "arch_parameters", None)
+        if callable(alphas):
+            params = alphas()
+            if params:
+                total = float(sum(p.detach().sum() for p in params))
+                if not math.isfinite(total):
+                    self._fail(net, "The architecture weights (alphas)", total, batch)
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    """Write ``obj`` to ``path`` through a temporary file and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class SearchCheckpoint(Checkpoint):
+    """skorch ``Checkpoint`` that saves everything a search needs to resume.
+
+    Every ``every`` epochs (and after the last planned one) it writes one file,
+    ``<dirname>/<f_state>``, atomically (temporary file, then rename: a crash
+    never leaves a half-written checkpoint). The file holds the module (alphas
+    and weights), both optimizers (``optimizer_`` and ``optimizer_arch_``),
+    the state of the ``lr_scheduler`` callback, the history, the random
+    number generator states and ``metadata``; it contains only tensors and
+    plain data, so :meth:`load_state` reads it with ``weights_only=True``.
+
+    :meth:`restore` puts a saved state back into an initialised net; the
+    next ``partial_fit`` continues exactly where the checkpoint was taken.
+
+    Parameters
+    ----------
+    dirname : str or path-like
+        Folder of the checkpoint (created when needed).
+    every : int, default=1
+        Save every ``every`` epochs.
+    f_state : str, default="search_state.pt"
+    metadata : dict, optional
+        Extra data stored with the state (plain data and tensors).
+    sink : callable, default=None
+        Receives a message per checkpoint (e.g. ``print``).
+
+    Examples
+    --------
+    >>> cp = SearchCheckpoint("ckpt", every=2)
+    >>> cp.path_.name
+    'search_state.pt'
+    """
+
+    def __init__(
+        self,
+        dirname="",
+        every: int = 1,
+        f_state: str = "search_state.pt",
+        metadata: dict | None = None,
+        sink=None,
+    ):
+        # skorch's own files are not written: one atomic file holds it all.
+        super().__init__(
+            monitor=None,
+            f_params=None,
+            f_optimizer=None,
+            f_criterion=None,
+            f_history=None,
+            dirname=str(dirname),
+            event_name="event_cp",
+        )
+        self.every = every
+        self.f_state = f_state
+        self.metadata = metadata
+        self.sink = sink
+
+    def get_params(self, deep=True):
+        return {
+            "dirname": self.dirname,
+            "every": self.every,
+            "f_state": self.f_state,
+            "metadata": self.metadata,
+            "sink": self.sink,
+        }
+
+    @property
+    def path_(self) -> Path:
+        return Path(self.dirname) / self.f_state
+
+    def initialize(self):
+        if not isinstance(self.every, int) or self.every < 1:
+            raise ValueError(f"every must be an int >= 1; got {self.every!r}.")
+        self._pending = None
+        return self
+
+    def on_epoch_end(self, net, **kwargs):
+        done = len(net.history)
+        do = done % self.every == 0 or done >= net.max_epochs
+        net.history.record(self.event_name, bool(do))
+        if do:
+            self.save_model(net)
+            if self.sink is not None:
+                self.sink(f"Search checkpoint saved after epoch {done}: {self.path_}")
+
+    def on_train_end(self, net, **kwargs):
+        pass
+
+    def state(self, net) -> dict:
+        """Everything needed to continue ``net``'s training, as plain data."""
+        scheduler = None
+        for name, cb in net.callbacks_:
+            if name == "lr_scheduler" and hasattr(cb, "lr_scheduler_"):
+                scheduler = cb.lr_scheduler_.state_dict()
+        arch_opt = getattr(net, "optimizer_arch_", None)
+        cuda_rng = []
+        if torch.cuda.is_available() and str(net.device).startswith("cuda"):
+            cuda_rng = torch.cuda.get_rng_state_all()
+        return {
+            "format": 1,
+            "epochs_done": len(net.history),
+            "module": net.module_.state_dict(),
+            "optimizer": net.optimizer_.state_dict(),
+            "optimizer_arch": arch_opt.state_dict() if arch_opt is not None else None,
+            "lr_scheduler": scheduler,
+            "history": json.dumps(net.history.to_list()),
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": list(cuda_rng),
+            "fit_start_epoch": int(getattr(net, "_fit_start_epoch", 0)),
+            "metadata": self.metadata,
+        }
+
+    def save_model(self, net):
+        _atomic_torch_save(self.state(net), self.path_)
+
+    @staticmethod
+    def load_state(path) -> dict:
+        """Read a checkpoint file without executing code (``weights_only``)."""
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ValueError(
+                f"The search checkpoint {str(path)!r} cannot be read ({exc}); delete "
+                "it to start the search afresh."
+            ) from exc
+
+    def restore(self, net, state: dict) -> None:
+        """Load ``state`` into the initialised ``net`` to continue from it.
+
+        Module, optimizers and history are set now; the learning-rate
+        scheduler, the optimizers' learning rates and the random number
+        generators are set again when training begins, after the
+        ``lr_scheduler`` callback has rebuilt its scheduler.
+        """
+        net.module_.load_state_dict(state["module"])
+        net.optimizer_.load_state_dict(state["optimizer"])
+        if state.get("optimizer_arch") is not None:
+            net.optimizer_arch_.load_state_dict(state["optimizer_arch"])
+        net.history = History(json.loads(state["history"]))
+        self._pending = state
+
+    def on_train_begin(self, net, **kwargs):
+        state, self._pending = getattr(self, "_pending", None), None
+        if state is None:
+            return
+        # The scheduler callback just stepped the fresh scheduler: undo it.
+        net.optimizer_.load_state_dict(state["optimizer"])
+        for name, cb in net.callbacks_:
+            if name == "lr_scheduler" and state.get("lr_scheduler") is not None:
+                cb.lr_scheduler_.load_state_dict(state["lr_scheduler"])
+        net._fit_start_epoch = state["fit_start_epoch"]
+        torch.set_rng_state(state["rng_cpu"])
+        if state.get("rng_cuda") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])

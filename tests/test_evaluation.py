@@ -116,7 +116,7 @@ def test_prepare_heldout_matches_the_estimator(digits):
     X, y = digits
     clf = SupernetSearchClassifier(**TINY, random_state=0).fit(X[:150], y[:150])
     images, labels = prepare_heldout(X[:150], X[150:], y[:150], y[150:])
-    np.testing.assert_allclose(images, clf._images(X[150:], reset=False), atol=1e-6)
+    np.testing.assert_allclose(images, clf._images(X[150:], reset=False)[0], atol=1e-6)
     np.testing.assert_array_equal(clf.classes_[labels], y[150:])
 
 
