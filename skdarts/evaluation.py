@@ -461,7 +461,7 @@ class ComparisonResult:
         head = (
             f"{'strategy':<8} {'source':<24} {'speedup(ep)':>13} "
             f"{'speedup(s)':>13} {'final acc':>13} {'d acc (pt)':>13} "
-            f"{'regret(pt)':>11}"
+            f"{'regret(pt)':>11} {'reached':>8}"
         )
         lines = [head]
         for strategy, m in summary.items():
@@ -479,7 +479,8 @@ class ComparisonResult:
             lines.append(
                 f"{strategy:<8} {src:<24} {fmt('speedup_epochs')} "
                 f"{fmt('speedup_seconds')} {fmt('final_acc', 100, digits=1)} "
-                f"{fmt('acc_delta', digits=1)} {fmt('regret', width=11, digits=1)}"
+                f"{fmt('acc_delta', digits=1)} {fmt('regret', width=11, digits=1)} "
+                f"{round(m['reached'][0] * len(self.seeds)):>6}/{len(self.seeds)}"
             )
         return "\n".join(lines)
 
