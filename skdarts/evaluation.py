@@ -158,7 +158,8 @@ class HeldOutAccuracy(Callback):
 
     Records ``heldout_acc`` (the module in evaluation mode, as ``predict``
     sees it) and ``train_seconds`` (cumulative epoch durations measured by
-    skorch, which exclude this evaluation) in the net's history. Pass it to
+    skorch, which exclude this evaluation, plus a warm start's head probe,
+    :class:`~skdarts.probe.HeadProbe`) in the net's history. Pass it to
     :class:`~skdarts.SupernetSearchClassifier` through ``callbacks=``.
 
     Parameters
@@ -204,10 +205,12 @@ class HeldOutAccuracy(Callback):
         self._t0 = time.perf_counter()
 
     def on_epoch_end(self, net, **kwargs):
-        dur = net.history[-1].get("dur")
+        row = net.history[-1]
+        dur = row.get("dur")
         if dur is None:
             dur = time.perf_counter() - self._t0
-        self.train_seconds_ += float(dur)
+        # A warm start's head probe runs before the first epoch: its cost counts.
+        self.train_seconds_ += float(dur) + float(row.get("probe_seconds", 0.0))
         module = net.module_
         was_training = module.training
         module.eval()

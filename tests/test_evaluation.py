@@ -10,10 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.datasets import load_digits
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import StratifiedKFold, cross_validate
+from skorch.history import History
 
 from skdarts import SupernetSearchClassifier
 from skdarts.evaluation import (
@@ -25,6 +27,7 @@ from skdarts.evaluation import (
     comparison_scoring,
     prepare_heldout,
 )
+from skdarts.probe import HeadProbe
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -322,3 +325,46 @@ def test_transfer_benchmark_quick(tmp_path):
     speedup = float(last.split()[0].split("=")[1])
     assert speedup >= 0
     assert (tmp_path / "transfer_curves.png").stat().st_size > 0
+
+
+# -- the head probe of a warm start -------------------------------------------------
+
+
+def test_warm_start_probes_the_head_unless_fresh_is_asked(zoo, digits):
+    X, y = digits
+    prior = zoo["a"]
+    params = dict(TINY, max_epochs=1, random_state=0)
+    probed = SupernetSearchClassifier(**params, warm_start=prior).fit(X, y)
+    row = probed.net_.history[0]
+    assert 0.0 <= row["probe_acc"] <= 1.0 and row["probe_seconds"] > 0
+    fresh = SupernetSearchClassifier(**params, warm_start=prior, warm_head="fresh")
+    assert "probe_acc" not in fresh.fit(X, y).net_.history[0]
+    scratch = SupernetSearchClassifier(**params, warm_start=False).fit(X, y)
+    assert "probe_acc" not in scratch.net_.history[0]
+    with pytest.raises(ValueError, match="warm_head"):
+        SupernetSearchClassifier(**params, warm_head="linear").fit(X, y)
+
+
+def test_probe_fits_a_head_on_the_prior_features(digits):
+    X, y = digits
+    base = dict(init_channels=4, n_cells=1, n_nodes=1, final_epochs=0, verbose=0)
+    prior = SupernetSearchClassifier(**base, max_epochs=3, random_state=0).fit(X, y)
+    warm = SupernetSearchClassifier(
+        **base, max_epochs=1, random_state=1, warm_start=prior
+    ).fit(X, y)
+    # Logistic regression on the prior's features fits the training digits
+    # well above chance (10 %) before any search step...
+    assert warm.net_.history[0, "probe_acc"] > 0.3
+    # ... and the head it leaves predicts what the logistic regression does.
+    net = warm.net_
+    net.history = History()
+    images = warm._images(X, reset=False)[0]
+    y_enc = np.searchsorted(warm.classes_, y)
+    probe = HeadProbe()
+    probe.on_train_begin(net, X=images, y=y_enc)
+    net.module_.eval()
+    with torch.no_grad():
+        pred = net.module_(torch.from_numpy(images)).argmax(1).numpy()
+    assert np.mean(pred == y_enc) == pytest.approx(
+        probe._pending["probe_acc"], abs=0.02
+    )

@@ -44,6 +44,7 @@ from ..data import (
     read_image_files,
 )
 from ..export import ExportedClassifier, export_network
+from ..probe import HeadProbe
 from ..search import (
     FiniteGuard,
     GenotypeRecorder,
@@ -175,6 +176,12 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         prior an ``OTSourceSelector`` hands over in a pipeline, else from
         scratch; a prior (zoo entry, saved supernet, fitted estimator)
         warm-starts from it.
+    warm_head : {"probe", "fresh"}, default="probe"
+        How a warm-started search rebuilds its head. ``"probe"``: batch-norm
+        statistics recomputed on the target, then the head fitted by logistic
+        regression on the prior's features before the search
+        (:class:`~skdarts.probe.HeadProbe`; about one forward pass over the
+        data); ``"fresh"``: a random head, trained from the first epoch.
     callbacks : list of skorch callbacks or (name, callback) pairs, optional
         Added to the search net (e.g. ``EarlyStopping``, ``Checkpoint``).
     checkpoint_dir : str or path-like, optional
@@ -292,6 +299,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         "image_shape": [tuple, list, None],
         "num_workers": [Interval(numbers.Integral, 0, None, closed="left")],
         "warm_start": ["boolean", StrOptions({"auto"}), object],
+        "warm_head": [StrOptions({"probe", "fresh"})],
         "callbacks": [list, None],
         "checkpoint_dir": [str, os.PathLike, None],
         "checkpoint_every": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -322,6 +330,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         image_shape: tuple | None = None,
         num_workers: int = 0,
         warm_start: Any = "auto",
+        warm_head: str = "probe",
         callbacks: list | None = None,
         checkpoint_dir: str | os.PathLike | None = None,
         checkpoint_every: int = 1,
@@ -349,6 +358,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         self.image_shape = image_shape
         self.num_workers = num_workers
         self.warm_start = warm_start
+        self.warm_head = warm_head
         self.callbacks = callbacks
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
@@ -527,6 +537,8 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
             ),
             ("genotype_recorder", GenotypeRecorder()),
         ]
+        if getattr(self, "source_", None) is not None and self.warm_head == "probe":
+            cbs.append(("head_probe", HeadProbe()))
         if checkpoint is not None:
             # After the scheduler: the saved state includes this epoch's step.
             cbs.append(("search_checkpoint", checkpoint))
