@@ -6,7 +6,7 @@ an optimal-transport dataset distance and used to warm-start a new search.
 """
 
 from .data import ImageFolderDataset, load_image_folder
-from .estimators import SupernetSearchClassifier
+from .estimators import OTSourceSelector, SupernetSearchClassifier
 from .evaluation import (
     ComparisonResult,
     HeldOutAccuracy,
@@ -28,6 +28,7 @@ __all__ = [
     "HeldOutAccuracy",
     "ImageFolderDataset",
     "LearningCurve",
+    "OTSourceSelector",
     "SearchSpace",
     "Supernet",
     "SupernetSearchClassifier",

@@ -4,9 +4,12 @@ Expected failures live in ``EXPECTED_FAILURES`` below, each with its reason;
 the aim is to keep it empty.
 """
 
+import numpy as np
+from _fakezoo import FakeZoo
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skdarts import SupernetSearchClassifier
+from skdarts import OTSourceSelector, SupernetSearchClassifier
+from skdarts.similarity import signature_fn
 
 TINY = dict(
     init_channels=2,
@@ -21,6 +24,20 @@ TINY = dict(
     device="cpu",
 )
 
+
+def _tiny_zoo() -> FakeZoo:
+    """Two entries with signatures of small random image sets."""
+    rng = np.random.RandomState(0)
+    images = rng.rand(60, 6, 6)
+    labels = np.arange(60) % 3
+    return FakeZoo(
+        {
+            "smooth": {"smooth": signature_fn(images.cumsum(axis=1), labels)},
+            "noise": {"noise": signature_fn(images, labels)},
+        }
+    )
+
+
 #: check name -> reason. One place for every expected failure.
 EXPECTED_FAILURES: dict[str, str] = {}
 
@@ -30,7 +47,7 @@ def _expected_failures(estimator):
 
 
 @parametrize_with_checks(
-    [SupernetSearchClassifier(**TINY)],
+    [SupernetSearchClassifier(**TINY), OTSourceSelector(_tiny_zoo(), max_points=50)],
     expected_failed_checks=_expected_failures,
 )
 def test_sklearn_compatible(estimator, check):

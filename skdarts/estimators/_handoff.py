@@ -1,11 +1,75 @@
 """Pipeline hand-off: data passed on by a selector together with a prior.
 
-Placeholder until the selection issue: nothing is handed over yet.
+An :class:`~skdarts.OTSourceSelector` cannot reach into the next step of a
+pipeline, so its ``transform`` returns the data as a :class:`HandoffArray`: a
+NumPy array (the very values it was given, not a copy) that also carries the
+selected prior in ``.prior``. ``SupernetSearchClassifier.fit`` calls
+:func:`split_handoff` first and, with ``warm_start="auto"``, starts from that
+prior. Everything else sees an ordinary array: ``np.asarray`` (and so every
+scikit-learn validation) drops the subclass, prediction ignores the prior,
+and the carrier pickles with its prior (joblib, cross-validation workers).
 """
 
 from __future__ import annotations
 
+from typing import Any
 
-def split_handoff(X):
-    """Return ``(X, prior)``: the plain data and the prior handed over, if any."""
+import numpy as np
+
+__all__ = ["HandoffArray", "split_handoff", "with_prior"]
+
+
+class HandoffArray(np.ndarray):
+    """An ndarray carrying a warm-start prior to the next pipeline step.
+
+    Views and slices keep the prior; ``np.asarray`` gives the plain array.
+
+    Examples
+    --------
+    >>> X = with_prior(np.zeros((4, 2)), "entry")
+    >>> X.prior, X[:2].prior, type(np.asarray(X)).__name__
+    ('entry', 'entry', 'ndarray')
+    >>> import pickle
+    >>> pickle.loads(pickle.dumps(X)).prior
+    'entry'
+    """
+
+    prior: Any
+
+    def __new__(cls, data, prior: Any = None) -> HandoffArray:
+        obj = np.asarray(data).view(cls)
+        obj.prior = prior
+        return obj
+
+    def __array_finalize__(self, obj) -> None:
+        self.prior = getattr(obj, "prior", None)
+
+    def __reduce__(self):
+        # ndarray's pickling knows nothing of attributes: add the prior.
+        rebuild, args, state = super().__reduce__()
+        return rebuild, args, (state, self.prior)
+
+    def __setstate__(self, state) -> None:
+        array_state, self.prior = state
+        super().__setstate__(array_state)
+
+
+def with_prior(X, prior: Any) -> HandoffArray:
+    """``X`` (unchanged values, no copy where possible) carrying ``prior``."""
+    return HandoffArray(X, prior)
+
+
+def split_handoff(X) -> tuple[Any, Any]:
+    """Return ``(X, prior)``: the plain data and the prior handed over, if any.
+
+    Examples
+    --------
+    >>> X, prior = split_handoff(with_prior(np.ones(3), "entry"))
+    >>> type(X).__name__, prior
+    ('ndarray', 'entry')
+    >>> split_handoff([1, 2])
+    ([1, 2], None)
+    """
+    if isinstance(X, HandoffArray):
+        return X.view(np.ndarray), X.prior
     return X, None

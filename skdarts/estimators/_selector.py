@@ -1,0 +1,274 @@
+"""OTSourceSelector: rank a zoo's supernets by dataset distance to the target."""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+from tqdm.auto import tqdm
+
+from ..similarity import (
+    EMBEDDING,
+    METHODS,
+    DatasetSignature,
+    compute_signature,
+    rank_sources,
+)
+from ._handoff import with_prior
+
+__all__ = ["OTSourceSelector"]
+
+
+def _check_zoo(zoo) -> None:
+    needed = ("__iter__", "__getitem__", "__len__", "__contains__")
+    missing = [m for m in needed if not hasattr(zoo, m)]
+    if missing:
+        raise TypeError(
+            "zoo must be a SupernetZoo (or an object with its read API: iteration "
+            "over entry names, zoo[name] -> entry with .signature_arrays()); got "
+            f"{type(zoo).__name__}, which lacks {missing}."
+        )
+
+
+class OTSourceSelector(TransformerMixin, BaseEstimator):
+    """Choose the zoo supernet whose source data is nearest to the target.
+
+    ``fit(X, y)`` computes the target's dataset signature
+    (:func:`skdarts.similarity.compute_signature`) and ranks the zoo's entries
+    by a dataset distance computed from the signatures stored in the zoo: no
+    source data is needed. ``transform(X)`` returns ``X`` unchanged, carrying
+    the nearest entry as a prior (:class:`~skdarts.estimators._handoff.
+    HandoffArray`), so that a following :class:`SupernetSearchClassifier`
+    with ``warm_start="auto"`` warm-starts from it.
+
+    Ranking is two-stage. Stage 1 compares the target's dataset-level
+    Gaussian with every source's at once (Bures-Wasserstein, vectorised; a
+    lower bound of the feature-only Wasserstein distance by Gelbrich's
+    bound). Stage 2 computes ``method`` exactly for the ``shortlist``
+    entries nearest by stage 1. An entry pretrained on several sources is as
+    near as its nearest source (the minimum over its sources): it has seen
+    that source's data, which is what transfers.
+
+    Parameters
+    ----------
+    zoo : SupernetZoo
+        The zoo to choose from (anything with its read API).
+    n_sources : int, default=1
+        How many entries ``selected_`` lists; the first is handed on.
+    method : {"otdd", "wasserstein", "sliced", "gaussian"}, default="otdd"
+        Distance of stage 2 (see :func:`skdarts.similarity.dataset_distance`);
+        "gaussian" is stage 1 alone.
+    shortlist : int or None, default=10
+        Entries given the exact distance; None: all of them (one stage).
+    max_points : int or None, default=200
+        Points per dataset in the exact distance (fewer is faster, noisier);
+        None uses all stored points.
+    image_shape : tuple of int, optional
+        ``(h, w)`` or ``(c, h, w)`` of flat input rows.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the target's subsample and the distances' subsamples.
+    verbose : int, default=0
+        > 0 shows progress bars.
+
+    Attributes
+    ----------
+    ranking_ : list of str
+        Entry names, nearest first: the shortlist by exact distance, then the
+        rest by the stage-1 bound. Entries without usable signatures are left
+        out (with a warning).
+    distances_ : ndarray of shape (n_ranked,)
+        Distance of each entry of ``ranking_`` (NaN where only stage 1 ran).
+    proxy_distances_ : ndarray of shape (n_ranked,)
+        Stage-1 distance of each entry of ``ranking_``.
+    source_distances_ : dict
+        ``{entry: {source: distance}}`` for the entries given stage 2.
+    selected_ : list of str
+        The ``n_sources`` nearest entries.
+    prior_ : ZooEntry
+        The nearest entry, handed on by ``transform``.
+    target_signature_ : DatasetSignature
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skdarts.similarity import signature_fn
+    >>> X, y = load_digits(return_X_y=True)
+    >>> class Entry:
+    ...     def __init__(self, name, sigs): self.name, self.sigs = name, sigs
+    ...     def signature_arrays(self): return self.sigs
+    >>> zoo = {"digits": Entry("digits", {"d": signature_fn(X[:900], y[:900])}),
+    ...        "inverted": Entry("inverted", {"i": signature_fn(16 - X, y)})}
+    >>> sel = OTSourceSelector(zoo, random_state=0).fit(X[900:], y[900:])
+    >>> sel.ranking_
+    ['digits', 'inverted']
+    >>> sel.transform(X[:2]).prior.name
+    'digits'
+    """
+
+    _parameter_constraints: dict = {
+        "zoo": "no_validation",
+        "n_sources": [Interval(numbers.Integral, 1, None, closed="left")],
+        "method": [StrOptions(set(METHODS))],
+        "shortlist": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "max_points": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "image_shape": [tuple, list, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        zoo,
+        n_sources: int = 1,
+        method: str = "otdd",
+        shortlist: int | None = 10,
+        max_points: int | None = 200,
+        image_shape: tuple | None = None,
+        random_state: Any = None,
+        verbose: int = 0,
+    ):
+        self.zoo = zoo
+        self.n_sources = n_sources
+        self.method = method
+        self.shortlist = shortlist
+        self.max_points = max_points
+        self.image_shape = image_shape
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = self.method == "otdd"
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    # -- reading the zoo ----------------------------------------------------
+
+    def _load_signatures(self):
+        """``[(entry name, source name, DatasetSignature), ...]`` of usable ones."""
+        _check_zoo(self.zoo)
+        rows, unusable = [], []
+        names = list(self.zoo)
+        for name in tqdm(
+            names, desc="reading signatures", disable=self.verbose <= 0, leave=False
+        ):
+            try:
+                stored = self.zoo[name].signature_arrays()
+                sigs = [
+                    (src, DatasetSignature.from_arrays(arrays, meta))
+                    for src, (arrays, meta) in stored.items()
+                ]
+            except (ValueError, TypeError, KeyError, OSError) as exc:
+                unusable.append(f"{name} ({exc})")
+                continue
+            if not sigs:
+                unusable.append(f"{name} (no signatures stored)")
+            sigs = [(s, sig) for s, sig in sigs if sig.embedding == EMBEDDING]
+            if stored and not sigs:
+                unusable.append(f"{name} (no signature of the current feature map)")
+            rows.extend((name, src, sig) for src, sig in sigs)
+        if unusable:
+            warnings.warn(
+                f"{len(unusable)} zoo entr{'y' if len(unusable) == 1 else 'ies'} "
+                "left out of the ranking: " + "; ".join(unusable[:10]),
+                UserWarning,
+                stacklevel=3,
+            )
+        if not rows:
+            raise ValueError(
+                f"the zoo ({len(names)} entries) holds no usable dataset signature; "
+                "store signatures with zoo.set_signatures(name, {source: "
+                "skdarts.similarity.signature_fn(X, y)})."
+            )
+        return rows
+
+    # -- fitting --------------------------------------------------------------
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Rank the zoo's entries by distance to the dataset ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array-like of images
+            Any layout :func:`skdarts.data.as_images` accepts.
+        y : array-like of shape (n,)
+            Class labels; required by ``method="otdd"``.
+
+        Returns
+        -------
+        self
+        """
+        if y is None and self.method == "otdd":
+            raise ValueError(
+                "OTSourceSelector requires y to be passed, but the target y is None: "
+                "method='otdd' compares labelled datasets (use method='wasserstein', "
+                "'sliced' or 'gaussian' for unlabelled data)."
+            )
+        Xv = validate_data(self, X, reset=True, allow_nd=True, dtype=None)
+        if y is not None:
+            y = np.asarray(y)
+            if y.ndim == 2 and y.shape[1] == 1:
+                y = y.ravel()
+            if y.ndim != 1 or len(y) != len(Xv):
+                raise ValueError(
+                    f"y must be 1-d with one label per sample ({len(Xv)}); got "
+                    f"shape {y.shape}."
+                )
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        self.target_signature_ = compute_signature(
+            Xv, y, image_shape=self.image_shape, random_state=seed
+        )
+        rows = self._load_signatures()
+        n_entries = len({name for name, _, _ in rows})
+        if self.n_sources > n_entries:
+            raise ValueError(
+                f"n_sources={self.n_sources} but only {n_entries} zoo entries have "
+                "usable signatures."
+            )
+        ranking = rank_sources(
+            self.target_signature_,
+            rows,
+            self.method,
+            shortlist=None
+            if self.shortlist is None
+            else max(self.shortlist, self.n_sources),
+            max_points=self.max_points,
+            random_state=seed % 1_000_000,
+            progress=self.verbose > 0,
+        )
+        self.ranking_ = ranking.names
+        self.distances_ = ranking.distances
+        self.proxy_distances_ = ranking.proxy_distances
+        self.source_distances_ = ranking.source_distances
+        self.selected_ = self.ranking_[: self.n_sources]
+        self.prior_ = self.zoo[self.selected_[0]]
+        return self
+
+    def transform(self, X):
+        """Return ``X`` unchanged, carrying the selected prior.
+
+        Parameters
+        ----------
+        X : array-like of images
+
+        Returns
+        -------
+        HandoffArray
+            The validated ``X`` (same values, same dtype) with ``.prior`` set
+            to ``prior_``; an ordinary ndarray to every other consumer.
+        """
+        check_is_fitted(self)
+        Xv = validate_data(self, X, reset=False, allow_nd=True, dtype=None)
+        return with_prior(Xv, self.prior_)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "prior_")
