@@ -7,6 +7,12 @@ a user's own data, with the same seeds and budget for every strategy:
 
 ``"scratch"``
     ``warm_start=False``: the reference.
+``"scratch_probe"``
+    From scratch too, but with the head probe a warm start uses
+    (:class:`~skdarts.probe.HeadProbe`: batch-norm recalibration and a
+    logistic-regression head before the search). A second reference: a warm
+    start's gain over it is what the transferred weights add beyond the
+    probe.
 ``"ot"``
     The single-source zoo entry nearest to the target by the optimal-transport
     dataset distance (:class:`~skdarts.OTSourceSelector`); the ranking's time
@@ -75,6 +81,7 @@ from skorch.callbacks import Callback
 
 from .data import as_images, channel_stats
 from .estimators import SupernetSearchClassifier
+from .probe import HeadProbe
 
 __all__ = [
     "STRATEGIES",
@@ -88,7 +95,8 @@ __all__ = [
 ]
 
 #: Strategies :class:`WarmStartComparison` knows, in reporting order.
-STRATEGIES = ("scratch", "ot", "multi", "random", "worst", "oracle")
+STRATEGIES = ("scratch", "scratch_probe", "ot", "multi", "random", "worst", "oracle")
+_PROBE_KEY = "<scratch+probe>"
 _NEEDS_SINGLES = {"ot", "random", "worst", "oracle"}
 _METRICS = (
     "speedup_epochs",
@@ -413,20 +421,23 @@ class ComparisonResult:
         """The strategies run, scratch first."""
         return [s for s in STRATEGIES if s in self.curves]
 
-    def per_seed(self, strategy: str) -> list[dict[str, float]]:
-        """:func:`compare_curves` of ``strategy`` against scratch, per seed.
+    def per_seed(
+        self, strategy: str, reference: str = "scratch"
+    ) -> list[dict[str, float]]:
+        """:func:`compare_curves` of ``strategy`` against ``reference``, per seed.
 
         Each dict also has ``regret`` (oracle final - this final, points;
         NaN without an oracle) and ``seed``.
         """
-        if strategy not in self.curves:
-            raise ValueError(
-                f"strategy {strategy!r} was not run; the result has {self.strategies}."
-            )
+        for name in (strategy, reference):
+            if name not in self.curves:
+                raise ValueError(
+                    f"strategy {name!r} was not run; the result has {self.strategies}."
+                )
         rows = []
         for i, seed in enumerate(self.seeds):
             row = compare_curves(
-                self.curves["scratch"][i], self.curves[strategy][i], self.tail
+                self.curves[reference][i], self.curves[strategy][i], self.tail
             )
             row["regret"] = math.nan
             if "oracle" in self.curves:
@@ -436,15 +447,18 @@ class ComparisonResult:
             rows.append(row)
         return rows
 
-    def summary(self) -> dict[str, dict[str, tuple[float, float]]]:
+    def summary(
+        self, reference: str = "scratch"
+    ) -> dict[str, dict[str, tuple[float, float]]]:
         """Mean and standard deviation over seeds, per strategy and metric.
 
-        Metrics: ``speedup_epochs``, ``speedup_seconds``, ``acc_delta``,
-        ``final_acc``, ``reached`` (fraction of seeds) and ``regret``.
+        Metrics (against ``reference``): ``speedup_epochs``,
+        ``speedup_seconds``, ``acc_delta``, ``final_acc``, ``reached``
+        (fraction of seeds) and ``regret``.
         """
         out = {}
         for strategy in self.strategies:
-            rows = self.per_seed(strategy)
+            rows = self.per_seed(strategy, reference)
             out[strategy] = {
                 m: _mean_std([r[m] for r in rows])
                 for m in (
@@ -458,9 +472,9 @@ class ComparisonResult:
             }
         return out
 
-    def table(self) -> str:
+    def table(self, reference: str = "scratch") -> str:
         """The summary as an aligned text table (mean ± std over seeds)."""
-        summary = self.summary()
+        summary = self.summary(reference)
         head = (
             f"{'strategy':<8} {'source':<24} {'speedup(ep)':>13} "
             f"{'speedup(s)':>13} {'final acc':>13} {'d acc (pt)':>13} "
@@ -548,6 +562,9 @@ class _ZooView:
 
 def _fit_one(estimator, prior, X_fit, y_fit, heldout, seed, overhead, source):
     callbacks = list(estimator.get_params()["callbacks"] or [])
+    if source == _PROBE_KEY:
+        prior, source = False, None
+        callbacks.append(("head_probe", HeadProbe()))
     callbacks.append(("heldout", HeldOutAccuracy(*heldout)))
     est = clone(estimator).set_params(
         warm_start=prior, random_state=seed, callbacks=callbacks
@@ -681,10 +698,10 @@ class WarmStartComparison(BaseEstimator):
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"seeds must be distinct; got {seeds}.")
         singles: list[str] = []
-        if len(strategies) > 1:
+        if set(strategies) - {"scratch", "scratch_probe"}:
             if self.zoo is None:
                 raise ValueError(
-                    f"strategies {strategies[1:]} start from zoo entries: pass zoo= "
+                    f"strategies {strategies} start from zoo entries: pass zoo= "
                     "(a SupernetZoo)."
                 )
             names = list(self.zoo)
@@ -713,6 +730,8 @@ class WarmStartComparison(BaseEstimator):
     def _plan(self, strategies, singles, X_fit, y_fit, seed):
         """Which entry each strategy starts from for one seed, and overheads."""
         plan: dict[str, tuple[Any, float]] = {"scratch": (None, 0.0)}
+        if "scratch_probe" in strategies:
+            plan["scratch_probe"] = (_PROBE_KEY, 0.0)
         distances: dict[str, float] = {}
         if {"ot", "worst"} & set(strategies):
             view = _ZooView(self.zoo, singles)
@@ -775,7 +794,7 @@ class WarmStartComparison(BaseEstimator):
             if "oracle" in strategies:
                 starts |= set(singles)
             for name in sorted(starts, key=lambda n: (n is not None, n or "")):
-                prior = False if name is None else self.zoo[name]
+                prior = False if name in (None, _PROBE_KEY) else self.zoo[name]
                 jobs.append(
                     (
                         seed,
@@ -809,6 +828,7 @@ class WarmStartComparison(BaseEstimator):
             for strategy in strategies:
                 name, overhead = plan[strategy]
                 est, curve = runs[seed, name]
+                name = None if name == _PROBE_KEY else name
                 curves[strategy].append(
                     LearningCurve(
                         curve.accuracy, curve.seconds, overhead, name, curve.meta

@@ -217,6 +217,9 @@ def test_strategies_start_from_the_right_entries(zoo, digits):
     res = cmp.result_
     assert res.strategies == list(STRATEGIES)
     assert res.sources["scratch"] == [None, None]
+    assert res.sources["scratch_probe"] == [None, None]
+    assert "probe_acc" in cmp.estimators_["scratch_probe", 0].net_.history[0]
+    assert "probe_acc" not in cmp.estimators_["scratch", 0].net_.history[0]
     assert res.sources["ot"] == ["b", "b"]
     assert res.sources["worst"] == ["a", "a"]
     assert res.sources["multi"] == ["multi", "multi"]
@@ -239,6 +242,8 @@ def test_strategies_start_from_the_right_entries(zoo, digits):
     assert summary["oracle"]["regret"][0] == pytest.approx(0.0)
     assert summary["ot"]["regret"][0] >= 0.0
     assert "speedup(ep)" in res.table().splitlines()[0]
+    # Against another reference, that reference's own speedup is 1.
+    assert res.summary("scratch_probe")["scratch_probe"]["speedup_epochs"][0] == 1.0
 
 
 def test_same_seeds_give_the_same_curves(zoo, digits):
