@@ -476,7 +476,7 @@ class ComparisonResult:
         """The summary as an aligned text table (mean ± std over seeds)."""
         summary = self.summary(reference)
         head = (
-            f"{'strategy':<8} {'source':<24} {'speedup(ep)':>13} "
+            f"{'strategy':<13} {'source':<24} {'speedup(ep)':>13} "
             f"{'speedup(s)':>13} {'final acc':>13} {'d acc (pt)':>13} "
             f"{'regret(pt)':>11} {'reached':>8}"
         )
@@ -494,7 +494,7 @@ class ComparisonResult:
                 return f"{text:>{width}}"
 
             lines.append(
-                f"{strategy:<8} {src:<24} {fmt('speedup_epochs')} "
+                f"{strategy:<13} {src:<24} {fmt('speedup_epochs')} "
                 f"{fmt('speedup_seconds')} {fmt('final_acc', 100, digits=1)} "
                 f"{fmt('acc_delta', digits=1)} {fmt('regret', width=11, digits=1)} "
                 f"{round(m['reached'][0] * len(self.seeds)):>6}/{len(self.seeds)}"
