@@ -46,6 +46,10 @@ import tempfile
 import time
 from pathlib import Path
 
+# One thread per process: runs are spread over processes (--jobs) instead;
+# set before torch is imported here and inherited by the worker processes.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -255,7 +259,6 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown targets {unknown}; choose from {list(DATASETS)}")
     torch.set_num_threads(1)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
     cache = args.cache or Path(tempfile.gettempdir()) / (
         f"skdarts-transfer-{_settings_key(cfg)}"
