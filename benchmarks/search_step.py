@@ -1,0 +1,296 @@
+"""Time one first-order (Smooth)DARTS search step: ours against the original.
+
+One step is what :meth:`skdarts.search.SearchNet.train_step` does: an alpha
+step on an architecture batch (Adam), then a weight step on a training batch
+with the mixing weights randomly perturbed (SDARTS-RS), gradient clipping and
+SGD. "Ours" runs ``SearchNet.train_step`` itself on
+:class:`skdarts.supernet.Supernet`; the baseline runs the same step, written
+the way the original DARTS code does it (all weight gradients computed in the
+alpha step too), on the straightforward supernet of ``_reference.py``. Both
+start from the same weights, and a self-check compares their losses before
+anything is timed.
+
+Peak memory is the largest amount of tensor memory a step holds above what
+was held before it: on CUDA from ``torch.cuda.max_memory_allocated``, on the
+CPU from the allocation events of ``torch.profiler`` (the process RSS is
+blind to memory the allocator keeps).
+
+Usage::
+
+    python benchmarks/search_step.py                      # tiny, CPU, 2 threads
+    python benchmarks/search_step.py --device cuda --config cifar
+    python benchmarks/search_step.py --ours-only          # images_per_s=... line
+
+The last line is ``speedup=<x> memory_ratio=<y>`` (ours / baseline, images/s
+and peak memory), or ``images_per_s=<x> peak_mem_mb=<y>`` with ``--ours-only``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _reference import reference_from_supernet  # noqa: E402
+from skorch.dataset import Dataset  # noqa: E402
+from skorch.helper import predefined_split  # noqa: E402
+
+from skdarts.search import SearchNet, perturb_arch_weights  # noqa: E402
+from skdarts.supernet import Supernet  # noqa: E402
+
+CONFIGS = {
+    "tiny": dict(init_channels=8, n_cells=5, n_nodes=4, size=16, batch=32),
+    "cifar": dict(init_channels=16, n_cells=8, n_nodes=4, size=32, batch=64),
+}
+N_CLASSES = 10
+EPSILON = 0.3
+
+
+def make_batches(cfg, device, n=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        x = torch.randn(cfg["batch"], 3, cfg["size"], cfg["size"], generator=g)
+        y = torch.randint(0, N_CLASSES, (cfg["batch"],), generator=g)
+        out.append((x.to(device), y.to(device)))
+    return out
+
+
+class Ours:
+    """``SearchNet.train_step`` on our supernet, driven without a data loader."""
+
+    name = "ours"
+
+    def __init__(self, module, device, arch_batches, **options):
+        ds = Dataset(torch.zeros(2, 1), torch.zeros(2, dtype=torch.long))
+        self.net = SearchNet(
+            module=module,
+            criterion=torch.nn.CrossEntropyLoss,
+            optimizer=torch.optim.SGD,
+            optimizer__lr=0.025,
+            optimizer__momentum=0.9,
+            optimizer__weight_decay=3e-4,
+            optimizer_arch__lr=3e-4,
+            optimizer_arch__betas=(0.5, 0.999),
+            optimizer_arch__weight_decay=1e-3,
+            smoothing="random",
+            epsilon=EPSILON,
+            epsilon_start=EPSILON,
+            max_epochs=1,
+            train_split=predefined_split(ds),
+            device=device,
+            verbose=0,
+            **options,
+        )
+        self.net.initialize()
+        self.net.history.new_epoch()
+        self.net._arch_loader = arch_batches
+        self.net._arch_batches = itertools.cycle(arch_batches)
+
+    @property
+    def module(self):
+        return self.net.module_
+
+    def step(self, batch):
+        self.net.history.new_batch()
+        return self.net.train_step(batch)["loss"]
+
+
+class Baseline:
+    """The original DARTS first-order step on the straightforward supernet."""
+
+    name = "baseline"
+
+    def __init__(self, module, device, arch_batches):
+        self.module = module
+        self.crit = torch.nn.CrossEntropyLoss()
+        self.opt_w = torch.optim.SGD(
+            module.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4
+        )
+        self.opt_a = torch.optim.Adam(
+            module.arch_parameters(), lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3
+        )
+        self.arch_batches = itertools.cycle(arch_batches)
+
+    def step(self, batch):
+        x, y = batch
+        xa, ya = next(self.arch_batches)
+        self.module.train()
+        self.opt_a.zero_grad()
+        self.crit(self.module(xa), ya).backward()
+        self.opt_a.step()
+        weights = perturb_arch_weights(self.module.arch_weights(), EPSILON)
+        self.opt_w.zero_grad()
+        logits = self.module(x, arch_weights=weights)
+        loss = self.crit(logits, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.module.weight_parameters(), 5.0)
+        self.opt_w.step()
+        (logits.argmax(1) == y).float().mean().item()
+        return loss.detach()
+
+
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_steps(runner, batches, device, warmup, steps):
+    for b in itertools.islice(itertools.cycle(batches), warmup):
+        runner.step(b)
+    sync(device)
+    times = []
+    for b in itertools.islice(itertools.cycle(batches), steps):
+        t0 = time.perf_counter()
+        runner.step(b)
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def peak_memory_mb(runner, batch, device):
+    """Peak tensor memory of one step above what was held before it, in MB."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        runner.step(batch)
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - before) / 2**20
+    import warnings
+
+    from torch.profiler import ProfilerActivity, profile
+
+    warnings.filterwarnings("ignore", message=".*allocated before the profiling")
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        runner.step(batch)
+    # Top-level events carry the net memory of everything under them; their
+    # running sum is the memory held between operators.
+    events = [e for e in prof.events() if e.cpu_parent is None]
+    events.sort(key=lambda e: e.time_range.start)
+    current = peak = 0
+    for e in events:
+        current += e.cpu_memory_usage
+        peak = max(peak, current)
+    return peak / 2**20
+
+
+def self_check(ours, base, batch, device, tol):
+    """Both networks must compute the same loss on the same batch."""
+    x, y = batch
+    crit = torch.nn.CrossEntropyLoss()
+    with torch.no_grad():
+        a = crit(ours.module.train()(x), y).item()
+        b = crit(base.module.train()(x), y).item()
+    ok = abs(a - b) <= tol * max(1.0, abs(b))
+    print(f"self-check  loss ours={a:.6f} baseline={b:.6f} {'ok' if ok else 'FAIL'}")
+    if not ok:
+        raise SystemExit("ours and the baseline disagree; timings would mean nothing")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="tiny")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="CPU threads (default 2; CPU only)"
+    )
+    parser.add_argument("--steps", type=int, default=None, help="timed steps")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps")
+    parser.add_argument("--ours-only", action="store_true", help="time only our step")
+    parser.add_argument(
+        "--amp",
+        choices=["bf16", "off"],
+        default="off",
+        help="bf16 autocast of our supernet (default off)",
+    )
+    parser.add_argument(
+        "--compile",
+        choices=["on", "off"],
+        default="off",
+        help="torch.compile our cells, CUDA only (default off)",
+    )
+    parser.add_argument("--partial-channels", type=int, default=1)
+    parser.add_argument("--checkpointing", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    device = args.device
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available")
+    if device == "cpu":
+        torch.set_num_threads(args.threads)
+    cfg = CONFIGS[args.config]
+    steps = args.steps or (3 if device == "cpu" else 20)
+    warmup = args.warmup or (1 if device == "cpu" else 5)
+    amp = args.amp
+    compile_ = args.compile == "on"
+
+    torch.manual_seed(args.seed)
+    arch = {k: cfg[k] for k in ("init_channels", "n_cells", "n_nodes")} | dict(
+        search_space="darts", in_channels=3, n_classes=N_CLASSES
+    )
+    options = dict(
+        amp="bf16" if amp == "bf16" else None,
+        compile_cells=compile_,
+        partial_channels=args.partial_channels,
+        checkpointing=args.checkpointing,
+    )
+    module = Supernet(**arch, **options).to(device)
+    batches = make_batches(cfg, device, seed=args.seed)
+    arch_batches = make_batches(cfg, device, seed=args.seed + 1)
+    print(
+        f"config={args.config} {cfg} device={device}"
+        + (f" threads={torch.get_num_threads()}" if device == "cpu" else "")
+        + f" steps={steps} warmup={warmup} amp={amp} compile={compile_}"
+        + f" partial_channels={args.partial_channels}"
+        + f" checkpointing={args.checkpointing}"
+    )
+    runners = []
+    if not args.ours_only:
+        plain = Supernet(**arch).to(device)
+        if args.partial_channels == 1:
+            # Same weights; with partial channels the operations are smaller
+            # and the baseline keeps its own (same-seed) initialisation.
+            plain.load_state_dict(module.state_dict())
+        base = Baseline(reference_from_supernet(plain), device, arch_batches)
+        ours = Ours(module, device, arch_batches)
+        if args.partial_channels == 1:
+            # TF32 convolutions (cuDNN's default) and bf16 round differently.
+            tol = 5e-2 if amp == "bf16" else (1e-2 if device == "cuda" else 1e-4)
+            self_check(ours, base, batches[0], device, tol)
+        runners = [ours, base]
+    else:
+        runners = [Ours(module, device, arch_batches)]
+
+    results = {}
+    for runner in runners:
+        sec = time_steps(runner, batches, device, warmup, steps)
+        mem = peak_memory_mb(runner, copy.copy(batches[0]), device)
+        ips = cfg["batch"] / sec
+        results[runner.name] = (sec, ips, mem)
+        print(
+            f"{runner.name:9s} {1000 * sec:9.1f} ms/step {ips:9.1f} images/s "
+            f"{mem:9.1f} MB peak"
+        )
+    sec, ips, mem = results["ours"]
+    if args.ours_only:
+        print(f"images_per_s={ips:.2f} peak_mem_mb={mem:.1f}")
+        return
+    _, b_ips, b_mem = results["baseline"]
+    print(f"speedup={ips / b_ips:.2f} memory_ratio={mem / b_mem:.3f}")
+
+
+if __name__ == "__main__":
+    main()
