@@ -90,10 +90,14 @@ class HeadProbe(Callback):
                     momenta = [m.momentum for m in norms]
                     for m in norms:
                         m.reset_running_stats()
-                        m.momentum = None  # a cumulative average over the pass
                     module.train()
                     try:
-                        for batch in net.get_iterator(dataset, training=False):
+                        batches = net.get_iterator(dataset, training=False)
+                        for k, batch in enumerate(batches):
+                            # Momentum 1/(k+1) makes the running statistics the
+                            # average over the batches seen so far.
+                            for m in norms:
+                                m.momentum = 1.0 / (k + 1)
                             xb, _ = unpack_data(batch)
                             module.features(xb.to(net.device))
                     finally:
