@@ -18,6 +18,7 @@ from .evaluation import (
 from .export import load_exported
 from .spaces import Genotype, SearchSpace, get_search_space
 from .supernet import DerivedNetwork, Supernet
+from .zoo import SupernetZoo, ZooEntry, load_supernet, save_supernet
 
 __version__ = "0.1.0.dev0"
 
@@ -32,10 +33,14 @@ __all__ = [
     "SearchSpace",
     "Supernet",
     "SupernetSearchClassifier",
+    "SupernetZoo",
     "WarmStartComparison",
+    "ZooEntry",
     "compare_curves",
     "comparison_scoring",
     "get_search_space",
     "load_exported",
     "load_image_folder",
+    "load_supernet",
+    "save_supernet",
 ]

@@ -284,14 +284,28 @@ def _batch_norm(x, bns, training, update):
     if training and update:
         with torch.no_grad():
             if len(bns) > 1:
-                torch._foreach_copy_(
-                    [b.running_mean for b in bns], rm.split(bn.num_features)
-                )
-                torch._foreach_copy_(
-                    [b.running_var for b in bns], rv.split(bn.num_features)
-                )
-            torch._foreach_add_([b.num_batches_tracked for b in bns], 1)
+                _copy_all([b.running_mean for b in bns], rm.split(bn.num_features))
+                _copy_all([b.running_var for b in bns], rv.split(bn.num_features))
+            _add_all([b.num_batches_tracked for b in bns], 1)
     return out
+
+
+def _copy_all(dst, src):
+    # Inductor (torch 2.11, CUDA) generated invalid Triton code for fused
+    # foreach kernels inside a compiled cell: plain copies when compiling.
+    if torch.compiler.is_compiling():
+        for d, t in zip(dst, src):
+            d.copy_(t)
+    else:
+        torch._foreach_copy_(dst, src)
+
+
+def _add_all(tensors, value):
+    if torch.compiler.is_compiling():
+        for t in tensors:
+            t.add_(value)
+    else:
+        torch._foreach_add_(tensors, value)
 
 
 def _shared_batch_norm(x, bns, training, update):
@@ -314,14 +328,10 @@ def _shared_batch_norm(x, bns, training, update):
                 var = invstd.to(dtype).pow(-2) - bn.eps
                 var = var * (count / max(count - 1, 1))
                 mean = mean.to(dtype)
-                n = len(bns)
-                torch._foreach_lerp_(
-                    [b.running_mean for b in bns], [mean] * n, bn.momentum
-                )
-                torch._foreach_lerp_(
-                    [b.running_var for b in bns], [var] * n, bn.momentum
-                )
-                torch._foreach_add_([b.num_batches_tracked for b in bns], 1)
+                for b in bns:
+                    b.running_mean.lerp_(mean, bn.momentum)
+                    b.running_var.lerp_(var, bn.momentum)
+                _add_all([b.num_batches_tracked for b in bns], 1)
         return out.unsqueeze(1)
     rm = torch.stack([b.running_mean for b in bns])[None, :, :, None, None]
     rv = torch.stack([b.running_var for b in bns])[None, :, :, None, None]
@@ -834,7 +844,18 @@ class Supernet(nn.Module):
         if self.compile_cells and s0.device.type != "cpu":
             fn = self._compiled_cell(i, cell)
         if not (self.checkpointing and self.training and torch.is_grad_enabled()):
-            return fn(s0, s1, weights, scale)
+            if fn is cell:
+                return fn(s0, s1, weights, scale)
+            try:
+                return fn(s0, s1, weights, scale)
+            except Exception as exc:  # compilation happens at the first call
+                warnings.warn(
+                    f"torch.compile of cell {i} failed ({type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0][:200]}); running it eagerly.",
+                    stacklevel=2,
+                )
+                self._compiled[i] = cell
+                return cell(s0, s1, weights, scale)
         first = [True]
 
         def run(s0, s1, weights, scale):

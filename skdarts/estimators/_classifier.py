@@ -192,7 +192,22 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         rebuilt when the classes change); ``"auto"`` warm-starts from the
         prior an ``OTSourceSelector`` hands over in a pipeline, else from
         scratch; a prior (zoo entry, saved supernet, fitted estimator)
-        warm-starts from it.
+        warm-starts from it (see :func:`skdarts.estimators._prior.resolve_prior`
+        for the transfer rule: alphas and body weights copied, a fresh head,
+        the stem adapted between grey and RGB).
+    warm_lr : float, optional
+        Starting learning rate of the inherited weights (stem and cells) in a
+        warm-started search; the new head starts at ``lr``. Both are
+        cosine-annealed to ``lr_min``. None: ``lr`` (on digits warm from the
+        shipped MNIST entry, ``lr / 4`` learned more slowly).
+    warm_arch_warmup_epochs : int, default=1
+        Epochs of a warm-started search during which the alphas stay as the
+        prior left them while the new head settles (a random head would
+        otherwise push them around).
+    warm_epsilon_start : float, optional
+        Smoothing radius at the first epoch of a warm-started search. None:
+        ``epsilon`` from the start (the prior is past the early phase the
+        ramp protects).
     warm_head : {"probe", "fresh"}, default="probe"
         How a warm-started search rebuilds its head. ``"probe"``: batch-norm
         statistics recomputed on the target, then the head fitted by logistic
@@ -318,6 +333,9 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         "image_shape": [tuple, list, None],
         "num_workers": [Interval(numbers.Integral, 0, None, closed="left")],
         "warm_start": ["boolean", StrOptions({"auto"}), object],
+        "warm_lr": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "warm_arch_warmup_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
+        "warm_epsilon_start": [Interval(numbers.Real, 0, None, closed="left"), None],
         "warm_head": [StrOptions({"probe", "fresh"})],
         "callbacks": [list, None],
         "checkpoint_dir": [str, os.PathLike, None],
@@ -351,6 +369,9 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         image_shape: tuple | None = None,
         num_workers: int = 0,
         warm_start: Any = "auto",
+        warm_lr: float | None = None,
+        warm_arch_warmup_epochs: int = 1,
+        warm_epsilon_start: float | None = None,
         warm_head: str = "probe",
         callbacks: list | None = None,
         checkpoint_dir: str | os.PathLike | None = None,
@@ -381,6 +402,9 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         self.image_shape = image_shape
         self.num_workers = num_workers
         self.warm_start = warm_start
+        self.warm_lr = warm_lr
+        self.warm_arch_warmup_epochs = warm_arch_warmup_epochs
+        self.warm_epsilon_start = warm_epsilon_start
         self.warm_head = warm_head
         self.callbacks = callbacks
         self.checkpoint_dir = checkpoint_dir
@@ -545,7 +569,8 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
                 module.reset_head(n_classes)
             self.source_ = {"kind": "previous_fit"}
             return module
-        prior = handed_prior if isinstance(self.warm_start, str) else self.warm_start
+        auto = isinstance(self.warm_start, str) and self.warm_start == "auto"
+        prior = handed_prior if auto else self.warm_start  # other str: a path
         module, self.source_ = resolve_prior(prior, fresh)
         return module
 
@@ -756,6 +781,8 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
             callbacks__print_log__keys_ignored=["genotype", "arch_weights"],
             **self._loader_params(),
         )
+        if self.source_ is not None:
+            self.net_.set_params(**self._warm_search_params())
         Xw, yw = Subset(dataset, w_idx), None
         self.resumed_from_ = 0
         if state is None:
@@ -802,6 +829,20 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
                     UserWarning,
                     stacklevel=4,
                 )
+
+    def _warm_search_params(self) -> dict:
+        """SearchNet settings of a warm-started search (see the warm_* params)."""
+        lr = self.warm_lr if self.warm_lr is not None else self.lr
+        return {
+            "optimizer__lr": lr,
+            "optimizer__param_groups": [("head.*", {"lr": self.lr})],
+            "arch_warmup_epochs": self.warm_arch_warmup_epochs,
+            "epsilon_start": (
+                self.epsilon
+                if self.warm_epsilon_start is None
+                else self.warm_epsilon_start
+            ),
+        }
 
     def _fit_final(self, images, y_enc):
         derived = DerivedNetwork.from_supernet(self.net_.module_, self.genotype_)

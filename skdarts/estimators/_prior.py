@@ -1,34 +1,189 @@
-"""Resolving a warm-start prior into a supernet to start the search from.
+"""Resolving a warm-start prior into the supernet a search starts from.
 
-Placeholder until the zoo issue: supernets and fitted estimators only.
+A prior is a zoo entry, a saved supernet (a folder written by
+:func:`skdarts.zoo.save_supernet`, or a zoo entry's folder), a
+:class:`~skdarts.supernet.Supernet`, or a fitted
+:class:`~skdarts.SupernetSearchClassifier`.
+
+Transfer rule
+-------------
+* The search space and the size (``init_channels``, ``n_cells``,
+  ``n_nodes``, ``stem_multiplier``) must match the target's; the image size
+  may differ (the network is convolutional with global pooling).
+* Alphas and every body weight (including batch-norm statistics) are copied;
+  the head is the target's fresh one, sized for its classes.
+* Stem, when the channel counts differ: each target input channel gets the
+  prior's filter summed over the prior's input channels, divided by the
+  target's channel count - grey to RGB replicates the filter divided by 3,
+  RGB to grey sums it over the channels; an image whose channels all equal a
+  grey image gives the same stem response as that grey image in the prior.
 """
 
 from __future__ import annotations
 
 import copy
+import os
+from pathlib import Path
+
+import torch
 
 from ..supernet import Supernet
+from ..zoo import ZooEntry, load_supernet
+
+__all__ = ["SIZE_KEYS", "adapt_stem", "resolve_prior", "transfer_weights"]
+
+#: Configuration keys a prior must share with the target.
+SIZE_KEYS = ("search_space", "init_channels", "n_cells", "n_nodes", "stem_multiplier")
+_STEM = "stem.0.weight"
 
 
-def resolve_prior(prior, fresh: Supernet):
+def adapt_stem(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """Stem convolution weight for ``in_channels`` input channels (module rule).
+
+    Examples
+    --------
+    >>> w = torch.ones(4, 1, 3, 3)
+    >>> adapt_stem(w, 3)[0, :, 0, 0].tolist()
+    [0.3333333432674408, 0.3333333432674408, 0.3333333432674408]
+    >>> adapt_stem(torch.ones(4, 3, 3, 3), 1)[0, 0, 0, 0].item()
+    3.0
+    """
+    if weight.shape[1] == in_channels:
+        return weight.clone()
+    summed = weight.sum(dim=1, keepdim=True) / in_channels
+    return summed.repeat(1, in_channels, 1, 1).contiguous()
+
+
+def transfer_weights(prior: Supernet, fresh: Supernet) -> Supernet:
+    """A copy of ``fresh`` holding ``prior``'s alphas and body weights.
+
+    Parameters
+    ----------
+    prior : Supernet
+        Where alphas and weights come from.
+    fresh : Supernet
+        The target's supernet (its channels, classes and fresh head).
+
+    Returns
+    -------
+    Supernet
+    """
+    p_cfg, f_cfg = prior.config(), fresh.config()
+    mismatched = [k for k in SIZE_KEYS if p_cfg.get(k) != f_cfg.get(k)]
+    if mismatched:
+        raise ValueError(
+            f"the warm-start prior does not fit the target: {mismatched} differ. "
+            f"Prior config: {p_cfg}; target config: {f_cfg}. Set the estimator's "
+            f"{', '.join(k for k in mismatched if k != 'stem_multiplier')} to the "
+            "prior's values, or use a prior built with the target's."
+        )
+    module = copy.deepcopy(fresh)
+    own = module.state_dict()
+    state = {}
+    for name, tensor in prior.state_dict().items():
+        if name.startswith("head."):
+            continue  # the target's fresh head stays
+        if name == _STEM:
+            tensor = adapt_stem(tensor, f_cfg["in_channels"])
+        if name not in own or own[name].shape != tensor.shape:
+            raise ValueError(
+                f"the warm-start prior's tensor {name!r} has shape "
+                f"{tuple(tensor.shape)}, the target expects "
+                f"{tuple(own[name].shape) if name in own else 'no such tensor'} "
+                f"(prior config {p_cfg}, target config {f_cfg})."
+            )
+        state[name] = tensor.to(own[name].device, own[name].dtype)
+    missing = [k for k in own if not k.startswith("head.") and k not in state]
+    if missing:
+        raise ValueError(
+            f"the warm-start prior lacks {len(missing)} tensors of the target "
+            f"(first {missing[0]!r}); prior config {p_cfg}, target config {f_cfg}."
+        )
+    module.load_state_dict(state, strict=False)
+    return module
+
+
+def _is_fitted_search_estimator(obj) -> bool:
+    net = getattr(obj, "net_", None)
+    return isinstance(getattr(net, "module_", None), Supernet)
+
+
+def resolve_prior(prior, fresh: Supernet) -> tuple[Supernet, dict]:
     """Return ``(module, source)`` for the search to start from ``prior``.
 
     Parameters
     ----------
-    prior : object
-        What the user passed as ``warm_start``.
+    prior : ZooEntry, str, os.PathLike, Supernet or fitted SupernetSearchClassifier
+        What the user passed as ``warm_start`` (or a pipeline handed over).
     fresh : Supernet
         A newly built supernet with the target's configuration.
+
+    Returns
+    -------
+    module : Supernet
+        ``fresh``'s configuration, the prior's alphas and body weights, a
+        fresh head for the target's classes.
+    source : dict
+        What was used: ``kind``, and ``name``, ``sources``, ``path``,
+        ``config`` and ``stem_adapted`` where they apply.
+
+    Examples
+    --------
+    >>> prior = Supernet(in_channels=1, init_channels=2, n_cells=1, n_nodes=1)
+    >>> fresh = Supernet(in_channels=3, n_classes=4, init_channels=2, n_cells=1,
+    ...                  n_nodes=1)
+    >>> module, source = resolve_prior(prior, fresh)
+    >>> bool(torch.equal(module.alphas_normal, prior.alphas_normal))
+    True
+    >>> module.head.out_features, source["stem_adapted"]
+    (4, [1, 3])
     """
-    module = getattr(getattr(prior, "net_", None), "module_", None)
-    if module is None and isinstance(prior, Supernet):
+    if isinstance(prior, ZooEntry):
+        module = prior.load_supernet()
+        source = {
+            "kind": "zoo_entry",
+            "name": prior.name,
+            "sources": prior.sources,
+            "path": str(prior.path),
+        }
+    elif isinstance(prior, (str, os.PathLike)):
+        path = Path(prior)
+        module = load_supernet(path)
+        entry = ZooEntry.from_path(path)
+        source = {
+            "kind": "path",
+            "name": entry.name,
+            "sources": entry.sources,
+            "path": str(path),
+        }
+    elif isinstance(prior, Supernet):
         module = prior
-    if module is None:
-        raise TypeError(
-            "warm_start must be True, False, 'auto' or a prior (a zoo entry, a saved "
-            f"supernet path or a fitted SupernetSearchClassifier); got "
-            f"{type(prior).__name__}."
+        source = {"kind": "supernet"}
+    elif _is_fitted_search_estimator(prior):
+        module = prior.net_.module_
+        previous = getattr(prior, "source_", None)
+        source = {
+            "kind": "estimator",
+            "estimator": type(prior).__name__,
+            "n_classes": len(getattr(prior, "classes_", [])),
+            "warm_started_from": copy.deepcopy(previous),
+        }
+    elif hasattr(prior, "get_params") and hasattr(prior, "fit"):
+        raise ValueError(
+            f"warm_start got an unfitted {type(prior).__name__}; fit it first, or "
+            "pass a zoo entry or a saved supernet path."
         )
-    module = copy.deepcopy(module).cpu()
-    module.reset_head(fresh.n_classes)
-    return module, {"kind": type(prior).__name__}
+    else:
+        raise TypeError(
+            "warm_start must be True, False, 'auto' or a prior (a ZooEntry, a path "
+            "to a saved supernet, a Supernet or a fitted SupernetSearchClassifier); "
+            f"got {type(prior).__name__}."
+        )
+    if source["kind"] in ("supernet", "estimator"):
+        module = copy.deepcopy(module)  # the user's object stays where it is
+    module = module.cpu()
+    result = transfer_weights(module, fresh)
+    p_in, t_in = module.in_channels, fresh.in_channels
+    source["config"] = module.config()
+    source["stem_adapted"] = [p_in, t_in] if p_in != t_in else None
+    return result, source
