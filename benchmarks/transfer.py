@@ -175,9 +175,8 @@ def _search_params(cfg: dict) -> dict:
 
 
 def _pretrain_multi(cache, name, datasets, search, verbose):
-    from skdarts.zoo import SupernetZoo
-
     from skdarts.similarity import signature_fn
+    from skdarts.zoo import SupernetZoo
 
     torch.set_num_threads(1)
     SupernetZoo(cache).pretrain_mixture(
@@ -194,9 +193,9 @@ def _pretrain_multi(cache, name, datasets, search, verbose):
 def build_zoo(cfg: dict, cache: Path, rebuild: bool, jobs: int, verbose: int):
     """Single-source entries for every data set, one multi entry per target."""
     from joblib import Parallel, delayed
-    from skdarts.zoo import SupernetZoo
 
     from skdarts.similarity import signature_fn
+    from skdarts.zoo import SupernetZoo
 
     zoo = SupernetZoo(cache)
     search = _search_params(cfg) | dict(max_epochs=cfg["source_epochs"], random_state=0)
