@@ -7,6 +7,14 @@ an optimal-transport dataset distance and used to warm-start a new search.
 
 from .data import ImageFolderDataset, load_image_folder
 from .estimators import OTSourceSelector, SupernetSearchClassifier
+from .evaluation import (
+    ComparisonResult,
+    HeldOutAccuracy,
+    LearningCurve,
+    WarmStartComparison,
+    compare_curves,
+    comparison_scoring,
+)
 from .export import load_exported
 from .spaces import Genotype, SearchSpace, get_search_space
 from .supernet import DerivedNetwork, Supernet
@@ -15,15 +23,21 @@ from .zoo import SupernetZoo, ZooEntry, load_supernet, save_supernet
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "ComparisonResult",
     "DerivedNetwork",
     "Genotype",
+    "HeldOutAccuracy",
     "ImageFolderDataset",
+    "LearningCurve",
     "OTSourceSelector",
     "SearchSpace",
     "Supernet",
     "SupernetSearchClassifier",
     "SupernetZoo",
+    "WarmStartComparison",
     "ZooEntry",
+    "compare_curves",
+    "comparison_scoring",
     "get_search_space",
     "load_exported",
     "load_image_folder",

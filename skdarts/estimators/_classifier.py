@@ -44,6 +44,7 @@ from ..data import (
     read_image_files,
 )
 from ..export import ExportedClassifier, export_network
+from ..probe import HeadProbe
 from ..search import (
     AcceleratedNeuralNetClassifier,
     AcceleratedSearchNet,
@@ -221,6 +222,12 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         Smoothing radius at the first epoch of a warm-started search. None:
         ``epsilon`` from the start (the prior is past the early phase the
         ramp protects).
+    warm_head : {"probe", "fresh"}, default="probe"
+        How a warm-started search rebuilds its head. ``"probe"``: batch-norm
+        statistics recomputed on the target, then the head fitted by logistic
+        regression on the prior's features before the search
+        (:class:`~skdarts.probe.HeadProbe`; about one forward pass over the
+        data); ``"fresh"``: a random head, trained from the first epoch.
     callbacks : list of skorch callbacks or (name, callback) pairs, optional
         Added to the search net (e.g. ``EarlyStopping``, ``Checkpoint``).
     checkpoint_dir : str or path-like, optional
@@ -352,6 +359,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         "warm_lr": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "warm_arch_warmup_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
         "warm_epsilon_start": [Interval(numbers.Real, 0, None, closed="left"), None],
+        "warm_head": [StrOptions({"probe", "fresh"})],
         "callbacks": [list, None],
         "checkpoint_dir": [str, os.PathLike, None],
         "checkpoint_every": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -388,6 +396,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         warm_lr: float | None = None,
         warm_arch_warmup_epochs: int = 1,
         warm_epsilon_start: float | None = None,
+        warm_head: str = "probe",
         callbacks: list | None = None,
         checkpoint_dir: str | os.PathLike | None = None,
         checkpoint_every: int = 1,
@@ -421,6 +430,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         self.warm_lr = warm_lr
         self.warm_arch_warmup_epochs = warm_arch_warmup_epochs
         self.warm_epsilon_start = warm_epsilon_start
+        self.warm_head = warm_head
         self.callbacks = callbacks
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
@@ -604,6 +614,8 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
             ),
             ("genotype_recorder", GenotypeRecorder()),
         ]
+        if getattr(self, "source_", None) is not None and self.warm_head == "probe":
+            cbs.append(("head_probe", HeadProbe()))
         if checkpoint is not None:
             # After the scheduler: the saved state includes this epoch's step.
             cbs.append(("search_checkpoint", checkpoint))
