@@ -19,23 +19,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from _tiny import tiny
 from PIL import Image
 from sklearn.exceptions import NotFittedError
 
 from skdarts import ImageFolderDataset, SupernetSearchClassifier, load_image_folder
 
-TINY = dict(
-    init_channels=2,
-    n_cells=1,
-    n_nodes=1,
-    search_space="s2",
-    max_epochs=1,
-    final_epochs=1,
-    batch_size=16,
-    verbose=0,
-    device="cpu",
-    random_state=0,
-)
+TINY = tiny()
 RNG = np.random.RandomState(0)
 X8 = RNG.randint(0, 256, size=(12, 8, 8), dtype=np.uint8)
 Y = np.arange(12) % 2

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from _tiny import tiny
 from PIL import Image
 
 import skdarts.data as data_mod
@@ -20,18 +21,7 @@ from skdarts.data import (
     read_image_files,
 )
 
-TINY = dict(
-    init_channels=2,
-    n_cells=1,
-    n_nodes=1,
-    search_space="s2",
-    max_epochs=1,
-    final_epochs=1,
-    batch_size=16,
-    verbose=0,
-    device="cpu",
-    random_state=0,
-)
+TINY = tiny()
 
 
 def _pattern(h, w, seed=0):

@@ -15,6 +15,7 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from _tiny import tiny
 from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.model_selection import cross_val_score
@@ -26,18 +27,7 @@ from skdarts import SupernetSearchClassifier
 from skdarts.search import AcceleratedSearchNet
 from skdarts.supernet import Supernet
 
-TINY = dict(
-    init_channels=2,
-    n_cells=1,
-    n_nodes=1,
-    search_space="s2",
-    max_epochs=1,
-    final_epochs=1,
-    batch_size=64,
-    verbose=0,
-    device="cpu",
-    random_state=0,
-)
+TINY = tiny(batch_size=64)
 
 
 def _digits(n=120):

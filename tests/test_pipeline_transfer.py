@@ -9,6 +9,7 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from _tiny import tiny
 from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV, cross_val_score
@@ -21,18 +22,7 @@ zoo_module = pytest.importorskip(
     "skdarts.zoo", reason="skdarts.zoo (issue 3, SupernetZoo) is not merged yet"
 )
 
-TINY = dict(
-    init_channels=2,
-    n_cells=1,
-    n_nodes=1,
-    search_space="s2",
-    max_epochs=1,
-    final_epochs=1,
-    batch_size=32,
-    verbose=0,
-    device="cpu",
-    random_state=0,
-)
+TINY = tiny(batch_size=32)
 ARCH = {k: TINY[k] for k in ("init_channels", "n_cells", "n_nodes", "search_space")}
 
 
