@@ -16,6 +16,7 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from _tiny import tiny
 from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import make_pipeline
@@ -25,18 +26,7 @@ from skorch.callbacks import Callback
 from skdarts import SupernetSearchClassifier, load_exported
 from skdarts.search import NonFiniteError, SearchCheckpoint
 
-TINY = dict(
-    init_channels=2,
-    n_cells=1,
-    n_nodes=1,
-    search_space="s2",
-    max_epochs=2,
-    final_epochs=1,
-    batch_size=16,
-    verbose=0,
-    device="cpu",
-    random_state=0,
-)
+TINY = tiny(max_epochs=2)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -9,6 +9,7 @@ import numpy as np
 import ot
 import pytest
 from _fakezoo import FakeZoo
+from _tiny import tiny
 from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.pipeline import make_pipeline
@@ -377,17 +378,7 @@ def test_transform_hands_data_and_prior(digits_zoo):
     assert with_prior([1, 2], "p")[1:].prior == "p"
 
 
-TINY = dict(
-    init_channels=2,
-    n_cells=1,
-    n_nodes=1,
-    search_space="s2",
-    max_epochs=1,
-    final_epochs=1,
-    verbose=0,
-    device="cpu",
-    random_state=0,
-)
+TINY = tiny(batch_size=64)
 
 
 def test_pipeline_hands_prior_to_classifier(digits_zoo, monkeypatch):
