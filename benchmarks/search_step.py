@@ -13,13 +13,23 @@ anything is timed.
 Peak memory is the largest amount of tensor memory a step holds above what
 was held before it: on CUDA from ``torch.cuda.max_memory_allocated``, on the
 CPU from the allocation events of ``torch.profiler`` (the process RSS is
-blind to memory the allocator keeps).
+blind to memory the allocator keeps). A replayed CUDA graph allocates
+nothing (its memory was taken at capture), so with ``--cuda-graphs on`` our
+peak is measured from before the first warm-up step to the end of the
+capture: the graph's memory plus the optimizer state, an upper bound.
+
+With ``--batch 2 --size 8`` on the CPU the arithmetic is negligible and a
+step costs what launching its operators costs: the same quantity that bounds
+a GPU step of the "cifar" configuration, measured where no GPU is at hand.
 
 Usage::
 
     python benchmarks/search_step.py                      # tiny, CPU, 2 threads
     python benchmarks/search_step.py --device cuda --config cifar
     python benchmarks/search_step.py --ours-only          # images_per_s=... line
+    python benchmarks/search_step.py --device cuda --config cifar --cuda-graphs on
+    # Dispatch cost alone (tensors so small that arithmetic is negligible):
+    python benchmarks/search_step.py --config cifar --batch 2 --size 8 --threads 1
 
 The last line is ``speedup=<x> memory_ratio=<y>`` (ours / baseline, images/s
 and peak memory), or ``images_per_s=<x> peak_mem_mb=<y>`` with ``--ours-only``.
@@ -146,16 +156,24 @@ def sync(device):
 
 
 def time_steps(runner, batches, device, warmup, steps):
+    """Median seconds per step, and the CUDA peak memory of the warm-up (MB)."""
+    warm_peak = None
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
     for b in itertools.islice(itertools.cycle(batches), warmup):
         runner.step(b)
     sync(device)
+    if device == "cuda":
+        warm_peak = (torch.cuda.max_memory_allocated() - before) / 2**20
     times = []
     for b in itertools.islice(itertools.cycle(batches), steps):
         t0 = time.perf_counter()
         runner.step(b)
         sync(device)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(times), warm_peak
 
 
 def peak_memory_mb(runner, batch, device):
@@ -221,6 +239,14 @@ def main(argv=None):
         default="off",
         help="torch.compile our cells, CUDA only (default off)",
     )
+    parser.add_argument(
+        "--cuda-graphs",
+        choices=["on", "off"],
+        default="off",
+        help="replay our step as a CUDA graph, CUDA only (default off)",
+    )
+    parser.add_argument("--batch", type=int, default=None, help="override batch")
+    parser.add_argument("--size", type=int, default=None, help="override image size")
     parser.add_argument("--partial-channels", type=int, default=1)
     parser.add_argument("--checkpointing", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
@@ -231,9 +257,17 @@ def main(argv=None):
         raise SystemExit("--device cuda: no CUDA device is available")
     if device == "cpu":
         torch.set_num_threads(args.threads)
-    cfg = CONFIGS[args.config]
+    cfg = dict(CONFIGS[args.config])
+    for key in ("batch", "size"):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
+    graphs = args.cuda_graphs == "on"
+    if graphs and device != "cuda":
+        raise SystemExit("--cuda-graphs on: needs --device cuda")
     steps = args.steps or (3 if device == "cpu" else 20)
     warmup = args.warmup or (1 if device == "cpu" else 5)
+    if graphs:
+        warmup = max(warmup, 5)  # 3 eager steps, the capture, one replay
     amp = args.amp
     compile_ = args.compile == "on"
 
@@ -256,6 +290,7 @@ def main(argv=None):
         + f" steps={steps} warmup={warmup} amp={amp} compile={compile_}"
         + f" partial_channels={args.partial_channels}"
         + f" checkpointing={args.checkpointing}"
+        + f" cuda_graphs={graphs}"
     )
     runners = []
     if not args.ours_only:
@@ -265,19 +300,21 @@ def main(argv=None):
             # and the baseline keeps its own (same-seed) initialisation.
             plain.load_state_dict(module.state_dict())
         base = Baseline(reference_from_supernet(plain), device, arch_batches)
-        ours = Ours(module, device, arch_batches)
+        ours = Ours(module, device, arch_batches, cuda_graphs=graphs)
         if args.partial_channels == 1:
             # TF32 convolutions (cuDNN's default) and bf16 round differently.
             tol = 5e-2 if amp == "bf16" else (1e-2 if device == "cuda" else 1e-4)
             self_check(ours, base, batches[0], device, tol)
         runners = [ours, base]
     else:
-        runners = [Ours(module, device, arch_batches)]
+        runners = [Ours(module, device, arch_batches, cuda_graphs=graphs)]
 
     results = {}
     for runner in runners:
-        sec = time_steps(runner, batches, device, warmup, steps)
+        sec, warm_peak = time_steps(runner, batches, device, warmup, steps)
         mem = peak_memory_mb(runner, copy.copy(batches[0]), device)
+        if graphs and runner.name == "ours":
+            mem = max(mem, warm_peak)
         ips = cfg["batch"] / sec
         results[runner.name] = (sec, ips, mem)
         print(

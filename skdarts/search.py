@@ -25,6 +25,7 @@ References
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -40,6 +41,8 @@ from skorch.dataset import unpack_data
 from skorch.exceptions import DeviceWarning
 from skorch.history import History
 from skorch.utils import TeeGenerator, to_device
+
+from skdarts._step_graph import CaptureError, StepGraphs, allow_host_sync
 
 __all__ = [
     "AcceleratedNeuralNetClassifier",
@@ -65,6 +68,32 @@ def _project(weights: torch.Tensor) -> torch.Tensor:
     fallback = torch.zeros_like(clipped).scatter_(-1, argmax, 1.0)
     clipped = torch.where(total > 0, clipped, fallback)
     return clipped / clipped.sum(dim=-1, keepdim=True)
+
+
+def _accepts(factory, name: str) -> bool:
+    try:
+        return name in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _frozen_value(value):
+    """A hashable stand-in for an optimizer setting a graph freezes."""
+    if isinstance(value, torch.Tensor):
+        return float(value) if value.numel() == 1 else ("tensor", id(value))
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
+
+
+def _warn_eager(reason: str) -> None:
+    warnings.warn(
+        f"cuda_graphs=True, but the search step runs eagerly: {reason}.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def perturb_arch_weights(weights, epsilon: float, generator=None):
@@ -133,6 +162,18 @@ class SearchNet(NeuralNetClassifier):
     arch_warmup_epochs : int, default=0
         Epochs at the start of a fit during which the alphas stay fixed
         (useful after a warm start, while the new head settles).
+    cuda_graphs : bool, default=False
+        On a CUDA device, capture the whole step (alpha step, smoothing,
+        weight step, clipping, both optimizers) as a CUDA graph and replay
+        it: one launch instead of tens of thousands, the remedy for a step
+        bound by kernel launches. A graph is captured per *signature* (batch
+        shapes, learning rates, smoothing radius, ...) after 3 eager steps
+        with it, so a learning rate that changes every epoch costs 3 eager
+        steps and a capture per epoch; the 2 latest graphs are kept until the
+        fit ends. Adam-like arch optimizers get ``capturable=True``. Where a
+        step cannot be captured (a callback hooking ``on_grad_computed``,
+        activation checkpointing, an accelerator, no CUDA device) a warning
+        says why and the search runs eagerly, with the same results.
     **kwargs
         Everything :class:`skorch.NeuralNetClassifier` takes. Pass the
         architecture split as validation data (``train_split``).
@@ -148,6 +189,7 @@ class SearchNet(NeuralNetClassifier):
         pgd_steps: int = 7,
         grad_clip: float | None = 5.0,
         arch_warmup_epochs: int = 0,
+        cuda_graphs: bool = False,
         **kwargs,
     ):
         self.optimizer_arch = optimizer_arch
@@ -157,10 +199,18 @@ class SearchNet(NeuralNetClassifier):
         self.pgd_steps = pgd_steps
         self.grad_clip = grad_clip
         self.arch_warmup_epochs = arch_warmup_epochs
+        self.cuda_graphs = cuda_graphs
         super().__init__(*args, **kwargs)
 
+    #: Emulate CUDA graphs on any device (tests: the protocol without a GPU).
+    _emulate_graphs = False
+
     def __getstate__(self):
-        return portable_getstate(self, super().__getstate__)
+        state = portable_getstate(self, super().__getstate__)
+        # Captured graphs hold device memory and streams: per-fit state.
+        state.pop("_graphs", None)
+        state.pop("_graphs_off", None)
+        return state
 
     @property
     def _default_callbacks(self):
@@ -180,7 +230,15 @@ class SearchNet(NeuralNetClassifier):
             if n.startswith("alphas_")
         ]
         pargs, pkwargs = self.get_params_for_optimizer("optimizer_arch", alphas)
+        if (
+            self.cuda_graphs
+            and str(self.device).startswith("cuda")
+            and _accepts(self.optimizer_arch, "capturable")
+        ):
+            # Without it Adam reads its step count on the host every step.
+            pkwargs.setdefault("capturable", True)
         self.optimizer_arch_ = self.optimizer_arch(*pargs, **pkwargs)
+        self._drop_graphs()
         return self
 
     # -- per-epoch state -----------------------------------------------------
@@ -194,6 +252,7 @@ class SearchNet(NeuralNetClassifier):
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         super().on_train_begin(net, X=X, y=y, **kwargs)
         self._fit_start_epoch = len(self.history)
+        self._graphs_off = None
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         super().on_epoch_begin(net, dataset_train, dataset_valid, **kwargs)
@@ -213,6 +272,8 @@ class SearchNet(NeuralNetClassifier):
         super().on_train_end(net, X=X, y=y, **kwargs)
         # Live loader iterators cannot be pickled; they are per-fit state.
         self._arch_loader = self._arch_batches = None
+        # A fitted net must not keep a step's worth of device memory.
+        self._drop_graphs()
 
     def _next_arch_batch(self):
         try:
@@ -240,9 +301,7 @@ class SearchNet(NeuralNetClassifier):
 
     # -- the bilevel step ----------------------------------------------------
 
-    def _alpha_step(self):
-        Xa, ya = unpack_data(self._next_arch_batch())
-        Xa, ya = to_device(Xa, self.device), to_device(ya, self.device)
+    def _alpha_step(self, Xa, ya):
         self.optimizer_arch_.zero_grad(set_to_none=True)
         # Alpha gradients need no weight gradients: freeze weights to skip them.
         module = self._bare_module()
@@ -256,7 +315,8 @@ class SearchNet(NeuralNetClassifier):
         finally:
             for p, f in zip(weights, flags):
                 p.requires_grad_(f)
-        self.optimizer_arch_.step()
+        with allow_host_sync():  # capturable on CUDA (initialize_optimizer)
+            self.optimizer_arch_.step()
         return loss.detach()
 
     def _smoothed_weights(self, Xi, yi):
@@ -289,9 +349,34 @@ class SearchNet(NeuralNetClassifier):
         """First-order bilevel step: alphas on an arch batch, then weights."""
         self._set_training(True)
         Xi, yi = unpack_data(batch)
-        if not self._arch_frozen():
-            alpha_loss = self._alpha_step()
-            self.history.record_batch("arch_loss", alpha_loss.item())
+        tensors = [to_device(Xi, self.device), to_device(yi, self.device)]
+        arch = not self._arch_frozen()
+        if arch:
+            Xa, ya = unpack_data(self._next_arch_batch())
+            tensors += [to_device(Xa, self.device), to_device(ya, self.device)]
+        out = None
+        graphs = self._graphs_for(tensors)
+        if graphs is not None:
+            try:
+                out = graphs(self._graph_key(tensors), tensors)
+            except CaptureError as exc:
+                self._graphs_off = f"capturing the step failed ({exc})"
+                self._drop_graphs()
+                _warn_eager(self._graphs_off)
+        if out is None:
+            out = self._step(*tensors, batch=batch)
+        if arch:
+            self.history.record_batch("arch_loss", out["arch_loss"].item())
+        self.history.record_batch("train_acc_batch", out["acc"].item())
+        return {"loss": out["loss"], "y_pred": out["y_pred"]}
+
+    def _step(self, Xi, yi, Xa=None, ya=None, batch=None):
+        """The step's arithmetic: tensors in, tensors out, no host sync.
+
+        This is what a CUDA graph captures (``batch`` is None then: the
+        ``on_grad_computed`` hooks get the batch only in eager steps).
+        """
+        alpha_loss = None if Xa is None else self._alpha_step(Xa, ya)
         arch_weights = self._smoothed_weights(Xi, yi)
         self.optimizer_.zero_grad(set_to_none=True)
         y_pred = self.module_(Xi, arch_weights=arch_weights)
@@ -306,11 +391,80 @@ class SearchNet(NeuralNetClassifier):
         )
         if self.grad_clip is not None:
             self._clip_grad_norm(module.weight_parameters(), self.grad_clip)
-        self.optimizer_.step()
+        with allow_host_sync():  # e.g. a user's optimizer; checked on CUDA
+            self.optimizer_.step()
         with torch.no_grad():
-            acc = (y_pred.argmax(1) == yi.to(y_pred.device)).float().mean().item()
-        self.history.record_batch("train_acc_batch", acc)
-        return {"loss": loss, "y_pred": y_pred}
+            acc = (y_pred.argmax(1) == yi).float().mean()
+        return {"loss": loss, "y_pred": y_pred, "arch_loss": alpha_loss, "acc": acc}
+
+    # -- CUDA graphs ----------------------------------------------------------
+
+    def _graphs_unsupported(self, tensors) -> str | None:
+        """Why this step cannot be captured, or None."""
+        if not (self._emulate_graphs or str(self.device).startswith("cuda")):
+            return f"CUDA graphs need a CUDA device; got device={self.device!r}"
+        if not (self._emulate_graphs or torch.cuda.is_available()):
+            return "CUDA is not available"
+        if getattr(self, "accelerator", None) is not None:
+            return "an accelerator runs the step (graphs are not supported there)"
+        if not all(isinstance(t, torch.Tensor) for t in tensors):
+            return "the batches are not plain tensors"
+        hooked = [
+            name
+            for name, cb in getattr(self, "callbacks_", [])
+            if type(cb).on_grad_computed is not Callback.on_grad_computed
+        ]
+        if hooked:
+            return f"callback(s) {hooked} hook on_grad_computed, which a graph skips"
+        if getattr(self._bare_module(), "checkpointing", False):
+            return "activation checkpointing reads the RNG state on the host"
+        return None
+
+    def _graphs_for(self, tensors):
+        """The step's :class:`StepGraphs`, or None to run eagerly."""
+        if not self.cuda_graphs or getattr(self, "_graphs_off", None):
+            return None
+        reason = self._graphs_unsupported(tensors)
+        if reason is not None:
+            self._graphs_off = reason
+            _warn_eager(reason)
+            return None
+        graphs = getattr(self, "_graphs", None)
+        if graphs is None:
+            graphs = self._graphs = StepGraphs(self._step, emulate=self._emulate_graphs)
+        return graphs
+
+    def _graph_key(self, tensors) -> tuple:
+        """Everything the captured step freezes besides tensor contents."""
+        module = self._bare_module()
+        params = list(module.parameters())
+        groups = tuple(
+            tuple(sorted((k, _frozen_value(v)) for k, v in g.items() if k != "params"))
+            for opt in (self.optimizer_, self.optimizer_arch_)
+            for g in opt.param_groups
+        )
+        return (
+            tuple((tuple(t.shape), t.dtype, str(t.device)) for t in tensors),
+            self.smoothing,
+            self.current_epsilon() if self.smoothing else None,
+            self.pgd_steps,
+            self.grad_clip,
+            id(module),
+            id(self.criterion_),
+            id(self.optimizer_),
+            id(self.optimizer_arch_),
+            id(self.optimizer_.state),
+            id(self.optimizer_arch_.state),
+            tuple(p.data_ptr() for p in params),
+            tuple(p.requires_grad for p in params),
+            groups,
+        )
+
+    def _drop_graphs(self):
+        graphs = getattr(self, "_graphs", None)
+        if graphs is not None:
+            graphs.clear()
+        self._graphs = None
 
     def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         super().on_epoch_end(net, dataset_train, dataset_valid, **kwargs)

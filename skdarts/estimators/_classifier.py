@@ -193,6 +193,12 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         above: peak memory of a search step 0.33x; the time per step grows by
         about one more forward pass of the cells (within the timing noise of
         that shared machine).
+    cuda_graphs : bool, default=False
+        On a CUDA device, capture each search step as a CUDA graph and
+        replay it (see :class:`~skdarts.search.SearchNet`): the same steps
+        without the cost of launching their many small kernels one by one.
+        Where a step cannot be captured, a warning says why and the search
+        runs eagerly. Unmeasured on a GPU so far (see ``benchmarks/``).
     image_shape : tuple of int, optional
         ``(h, w)`` or ``(c, h, w)`` of flat input rows.
     num_workers : int, default=0
@@ -353,6 +359,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         "grad_clip": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "partial_channels": [Interval(numbers.Integral, 1, None, closed="left")],
         "checkpointing": ["boolean"],
+        "cuda_graphs": ["boolean"],
         "image_shape": [tuple, list, None],
         "num_workers": [Interval(numbers.Integral, 0, None, closed="left")],
         "warm_start": ["boolean", StrOptions({"auto"}), object],
@@ -390,6 +397,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         grad_clip: float | None = 5.0,
         partial_channels: int = 1,
         checkpointing: bool = False,
+        cuda_graphs: bool = False,
         image_shape: tuple | None = None,
         num_workers: int = 0,
         warm_start: Any = "auto",
@@ -424,6 +432,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         self.grad_clip = grad_clip
         self.partial_channels = partial_channels
         self.checkpointing = checkpointing
+        self.cuda_graphs = cuda_graphs
         self.image_shape = image_shape
         self.num_workers = num_workers
         self.warm_start = warm_start
@@ -745,6 +754,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
             "checkpoint_dir",
             "checkpoint_every",
             "device",
+            "cuda_graphs",
             "final_epochs",
             "warm_start",
             "random_state",
@@ -807,6 +817,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
             smoothing=self.smoothing,
             epsilon=self.epsilon,
             grad_clip=self.grad_clip,
+            cuda_graphs=self.cuda_graphs,
             max_epochs=self.max_epochs,
             batch_size=self.batch_size,
             train_split=predefined_split(arch_ds),
