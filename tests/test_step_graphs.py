@@ -112,7 +112,7 @@ def test_allow_host_sync_exempts_a_block():
 
     def step(x):
         with allow_host_sync():
-            value = float(model(x).sum())
+            value = float(model(x).sum().detach())
         return {"v": torch.tensor(value)}
 
     graphs = StepGraphs(step, warmup=0, emulate=True)
