@@ -170,7 +170,8 @@ class SearchNet(NeuralNetClassifier):
         shapes, learning rates, smoothing radius, ...) after 3 eager steps
         with it, so a learning rate that changes every epoch costs 3 eager
         steps and a capture per epoch; the 2 latest graphs are kept until the
-        fit ends. Adam-like arch optimizers get ``capturable=True``. Where a
+        fit ends. The validation pass over the architecture split is graphed
+        the same way (its graph survives learning-rate changes). Adam-like arch optimizers get ``capturable=True``. Where a
         step cannot be captured (a callback hooking ``on_grad_computed``,
         activation checkpointing, an accelerator, no CUDA device) a warning
         says why and the search runs eagerly, with the same results.
@@ -354,15 +355,7 @@ class SearchNet(NeuralNetClassifier):
         if arch:
             Xa, ya = unpack_data(self._next_arch_batch())
             tensors += [to_device(Xa, self.device), to_device(ya, self.device)]
-        out = None
-        graphs = self._graphs_for(tensors)
-        if graphs is not None:
-            try:
-                out = graphs(self._graph_key(tensors), tensors)
-            except CaptureError as exc:
-                self._graphs_off = f"capturing the step failed ({exc})"
-                self._drop_graphs()
-                _warn_eager(self._graphs_off)
+        out = self._run_graphed("train", tensors)
         if out is None:
             out = self._step(*tensors, batch=batch)
         if arch:
@@ -420,8 +413,8 @@ class SearchNet(NeuralNetClassifier):
             return "activation checkpointing reads the RNG state on the host"
         return None
 
-    def _graphs_for(self, tensors):
-        """The step's :class:`StepGraphs`, or None to run eagerly."""
+    def _graphs_for(self, tensors, kind: str = "train"):
+        """The :class:`StepGraphs` of ``kind`` ("train", "valid"), or None."""
         if not self.cuda_graphs or getattr(self, "_graphs_off", None):
             return None
         reason = self._graphs_unsupported(tensors)
@@ -429,42 +422,84 @@ class SearchNet(NeuralNetClassifier):
             self._graphs_off = reason
             _warn_eager(reason)
             return None
-        graphs = getattr(self, "_graphs", None)
-        if graphs is None:
-            graphs = self._graphs = StepGraphs(self._step, emulate=self._emulate_graphs)
-        return graphs
+        if getattr(self, "_graphs", None) is None:
+            self._graphs = {}
+        if kind not in self._graphs:
+            fn = self._step if kind == "train" else self._valid_step
+            self._graphs[kind] = StepGraphs(fn, emulate=self._emulate_graphs)
+        return self._graphs[kind]
 
-    def _graph_key(self, tensors) -> tuple:
-        """Everything the captured step freezes besides tensor contents."""
+    def _graph_key(self, tensors, kind: str = "train") -> tuple:
+        """Everything a captured step freezes besides tensor contents."""
         module = self._bare_module()
         params = list(module.parameters())
+        key = (
+            tuple((tuple(t.shape), t.dtype, str(t.device)) for t in tensors),
+            id(module),
+            id(self.criterion_),
+            tuple(p.data_ptr() for p in params),
+            tuple(b.data_ptr() for b in module.buffers()),
+        )
+        if kind != "train":
+            return key
         groups = tuple(
             tuple(sorted((k, _frozen_value(v)) for k, v in g.items() if k != "params"))
             for opt in (self.optimizer_, self.optimizer_arch_)
             for g in opt.param_groups
         )
         return (
-            tuple((tuple(t.shape), t.dtype, str(t.device)) for t in tensors),
+            *key,
             self.smoothing,
             self.current_epsilon() if self.smoothing else None,
             self.pgd_steps,
             self.grad_clip,
-            id(module),
-            id(self.criterion_),
             id(self.optimizer_),
             id(self.optimizer_arch_),
             id(self.optimizer_.state),
             id(self.optimizer_arch_.state),
-            tuple(p.data_ptr() for p in params),
             tuple(p.requires_grad for p in params),
             groups,
         )
 
     def _drop_graphs(self):
-        graphs = getattr(self, "_graphs", None)
-        if graphs is not None:
+        for graphs in (getattr(self, "_graphs", None) or {}).values():
             graphs.clear()
         self._graphs = None
+
+    def _run_graphed(self, kind, tensors):
+        """Outputs of the ``kind`` step through its graphs, or None (eager)."""
+        graphs = self._graphs_for(tensors, kind)
+        if graphs is None:
+            return None
+        try:
+            return graphs(self._graph_key(tensors, kind), tensors)
+        except CaptureError as exc:
+            self._graphs_off = f"capturing the step failed ({exc})"
+            self._drop_graphs()
+            _warn_eager(self._graphs_off)
+            return None
+
+    def validation_step(self, batch, **fit_params):
+        """skorch's validation step; through a CUDA graph with ``cuda_graphs``.
+
+        After a graphed training step, an eager validation pass over the
+        architecture split would cost as much again: it is graphed too.
+        """
+        if not self.cuda_graphs or fit_params:
+            return super().validation_step(batch, **fit_params)
+        self._set_training(False)
+        Xi, yi = unpack_data(batch)
+        tensors = [to_device(Xi, self.device), to_device(yi, self.device)]
+        out = self._run_graphed("valid", tensors)
+        if out is None:
+            out = self._valid_step(*tensors)
+        return {"loss": out["loss"], "y_pred": out["y_pred"]}
+
+    def _valid_step(self, Xi, yi):
+        with torch.no_grad():
+            y_pred = self.infer(Xi)
+            loss = self.get_loss(y_pred, yi, X=Xi, training=False)
+        return {"loss": loss, "y_pred": y_pred}
 
     def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         super().on_epoch_end(net, dataset_train, dataset_valid, **kwargs)

@@ -195,12 +195,15 @@ def test_graphed_search_equals_the_eager_search(counting, smoothing):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # no eager fallback
         graphed.fit(X, y)
-    (graphs,) = counting
+    graphs, valid = counting  # the training step's, the validation step's
     # The learning rate halves every epoch and epoch 1 freezes the alphas:
     # each epoch has its own signature, captured after 3 warm-up steps
     # (the last, smaller batch never reaches its capture).
     assert graphs.n_captures == 3
     assert graphs.n_replays == 0  # the capture runs batch 4; batch 5 is smaller
+    # Validation (5 batches per epoch) does not depend on the learning rate:
+    # one graph, captured in epoch 1, replayed for the full batches after.
+    assert (valid.n_captures, valid.n_replays) == (1, 8)
     for (name, a), b in zip(
         eager.module_.state_dict().items(), graphed.module_.state_dict().values()
     ):
@@ -223,9 +226,10 @@ def test_replays_happen_when_a_signature_repeats(counting):
     # 16, 20, ...: 8 steps share a signature (warm-up 3, capture 1, replays
     # 4), 2 have a smaller architecture batch. The radius changes per epoch.
     net.fit(X, y)
-    (graphs,) = counting
+    graphs, valid = counting
     assert graphs.n_captures == 2
     assert graphs.n_replays == 2 * 4
+    assert (valid.n_captures, valid.n_replays) == (1, 4)
     eager, _, _ = _net(max_epochs=2, callbacks=[])
     torch.manual_seed(0)
     eager.fit(X, y)
@@ -390,8 +394,9 @@ def test_real_capture_matches_the_eager_search(counting, amp):
             net.fit(X, y)
         nets.append(net)
     eager, graphed = nets
-    (graphs,) = counting
+    graphs, valid = counting
     assert graphs.n_captures == 2 and graphs.n_replays == 8
+    assert valid.n_captures == 1 and valid.n_replays == 4
     assert graphed.optimizer_arch_.defaults["capturable"] is True
     # Same kernels in the same order; only cuDNN's choice of algorithms and
     # atomics in some backward kernels may round differently.
@@ -400,6 +405,7 @@ def test_real_capture_matches_the_eager_search(counting, amp):
         eager.module_.state_dict().items(), graphed.module_.state_dict().values()
     ):
         assert torch.allclose(a.float(), b.float(), atol=tol, rtol=tol), name
-    np.testing.assert_allclose(
-        eager.history[:, "train_loss"], graphed.history[:, "train_loss"], rtol=tol
-    )
+    for key in ("train_loss", "valid_loss"):
+        np.testing.assert_allclose(
+            eager.history[:, key], graphed.history[:, key], rtol=tol
+        )
