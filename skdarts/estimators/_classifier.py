@@ -31,6 +31,7 @@ from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import Subset
 
 from .. import data as _data
+from .._device import resolve_device, rng_devices
 from ..data import (
     DatasetImages,
     ImageFolderDataset,
@@ -59,12 +60,6 @@ from ._handoff import split_handoff
 from ._prior import resolve_prior
 
 __all__ = ["SupernetSearchClassifier"]
-
-
-def _resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def _shared_rng(rng: np.random.RandomState) -> np.random.RandomState:
@@ -247,7 +242,9 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
     checkpoint_every : int, default=1
         Epochs between checkpoints.
     device : str, default="auto"
-        ``"auto"`` takes CUDA when available, else the CPU.
+        ``"auto"`` takes CUDA when available, else the CPU; any torch
+        device string (``"cuda:1"``). ``fit`` refuses a device this machine
+        lacks with a ``ValueError``.
     random_state : int, RandomState instance or None, default=None
         Seeds the split, initialisation and batches: a CPU run is repeatable.
     verbose : int, default=1
@@ -688,8 +685,9 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
                 "weights, one for the architecture)."
             )
         y_enc = encoder.transform(y).astype(np.int64)
-        self.device_ = _resolve_device(self.device)
-        if self.accelerator is not None:
+        if self.accelerator is None:
+            self.device_ = resolve_device(self.device)
+        else:
             self.device_ = str(self.accelerator.device)
             if self.checkpoint_dir is not None and self.accelerator.num_processes > 1:
                 raise ValueError(
@@ -717,9 +715,8 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         self.checkpoint_path_ = checkpoint.path_ if checkpoint is not None else None
         self._warm_module = warm_module
 
-        devices = [torch.cuda.current_device()] if self.device_ == "cuda" else []
         try:
-            with torch.random.fork_rng(devices=devices):
+            with torch.random.fork_rng(devices=rng_devices(self.device_)):
                 torch.manual_seed(seed)
                 self._search(
                     images, y_enc, w_idx, a_idx, handed_prior, checkpoint, state

@@ -46,6 +46,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm.auto import tqdm
 
+from .._device import resolve_device, rng_devices
 from ..data import as_images, channel_stats
 from ..search import SearchNet
 from ..supernet import Supernet
@@ -237,12 +238,6 @@ def _mixing_loader(dataset, batch_size=64, shuffle=True, **kwargs):
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, **kwargs)
 
 
-def _resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def _history_summary(history) -> list[dict]:
     keys = ("epoch", "train_loss", "train_acc", "valid_loss", "valid_acc", "dur")
     rows = []
@@ -264,7 +259,9 @@ def _train(parts, params: dict, mixing: str, verbose: int, seed: int):
     (on the CPU) and a JSON-ready dict of what happened.
     """
     rng = np.random.RandomState(seed)
-    device = _resolve_device(params["device"])
+    # Resolved here, in the worker: a cluster's workers may have GPUs that the
+    # process calling pretrain lacks.
+    device = resolve_device(params["device"])
     offsets, class_source = [], []
     xs_w, ys_w, ws_w, xs_a, ys_a, ws_a, arch_parts, stats = ([] for _ in range(8))
     for s, (_, images, y_enc, n_classes) in enumerate(parts):
@@ -293,9 +290,8 @@ def _train(parts, params: dict, mixing: str, verbose: int, seed: int):
     )
     crit_kwargs = {"criterion__class_source": class_source} if len(parts) > 1 else {}
 
-    devices = [torch.cuda.current_device()] if device == "cuda" else []
     t0 = time.perf_counter()
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=rng_devices(device)):
         torch.manual_seed(seed)
         module = Supernet(
             search_space=params["search_space"],
