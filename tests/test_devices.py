@@ -113,3 +113,31 @@ def test_a_cpu_fit_forks_no_gpu_state(fake_cuda, forked):
     with pytest.raises(_Stop):
         SupernetSearchClassifier(**tiny(device="cpu")).fit(X, y)
     assert forked == [[]]
+
+
+# -- export --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "torchscript"])
+def test_export_leaves_the_callers_model_where_it_is(monkeypatch, tmp_path, fmt):
+    from skdarts import DerivedNetwork, Supernet, load_exported
+    from skdarts.export import export_network
+
+    torch.manual_seed(0)
+    network = DerivedNetwork.from_supernet(
+        Supernet("s2", 1, 3, init_channels=2, n_cells=1, n_nodes=1)
+    ).train()
+    before = {k: (v.data_ptr(), v.clone()) for k, v in network.state_dict().items()}
+    # On a GPU, .cpu() gives new storage; on the CPU it is a no-op that would
+    # hide a move of the caller's model. Make it behave as on a GPU.
+    monkeypatch.setattr(torch.Tensor, "cpu", lambda self, *a, **k: self.clone())
+    out = export_network(network, tmp_path / "m", format=fmt)
+    monkeypatch.undo()
+    after = network.state_dict()
+    for key, (ptr, value) in before.items():
+        assert after[key].data_ptr() == ptr, f"{key} was moved"
+        assert torch.equal(after[key], value)
+    assert network.training
+    x = torch.rand(2, 1, 8, 8)
+    expected = torch.softmax(network.eval()(x), dim=1)
+    torch.testing.assert_close(load_exported(out)(x), expected)
