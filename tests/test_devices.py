@@ -8,6 +8,7 @@ has) and asserts that its inputs arrive there.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from _tiny import tiny
@@ -141,3 +142,103 @@ def test_export_leaves_the_callers_model_where_it_is(monkeypatch, tmp_path, fmt)
     x = torch.rand(2, 1, 8, 8)
     expected = torch.softmax(network.eval()(x), dim=1)
     torch.testing.assert_close(load_exported(out)(x), expected)
+
+
+# -- callbacks that run the module themselves ----------------------------------
+
+
+class _Elsewhere(torch.nn.Module):
+    """A module on another device than the data (the meta device here).
+
+    Like a convolution on a GPU fed a CPU tensor, it refuses inputs that are
+    not on its device; its outputs are CPU tensors so that the callback can
+    go on.
+    """
+
+    def __init__(self, n_features=4, n_classes=3):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1, device="meta"))
+        self.head = torch.nn.Linear(n_features, n_classes)
+        self.seen = []
+
+    def _take(self, x):
+        self.seen.append(x.device)
+        if x.device != self.anchor.device:
+            raise RuntimeError(
+                f"Input type ({x.device}) and weight type ({self.anchor.device}) "
+                "should be the same"
+            )
+        gen = torch.Generator().manual_seed(len(self.seen))
+        return gen, len(x)
+
+    def features(self, x):
+        gen, n = self._take(x)
+        return torch.randn(n, self.head.in_features, generator=gen)
+
+    def forward(self, x):
+        gen, n = self._take(x)
+        return torch.randn(n, self.head.out_features, generator=gen)
+
+
+def _accelerated_like_net():
+    """A skorch net with device=None (as under Accelerate), module elsewhere."""
+    from skorch import NeuralNetClassifier
+
+    net = NeuralNetClassifier(
+        _Elsewhere, device=None, batch_size=16, classes=np.arange(3), verbose=0
+    )
+    return net.initialize()
+
+
+def _images(n=40):
+    X, y = _digits(n)
+    return (X.reshape(-1, 1, 8, 8) / 16).astype(np.float32), (y % 3).astype(np.int64)
+
+
+def test_head_probe_feeds_the_module_on_its_device():
+    from skdarts.probe import HeadProbe
+
+    net = _accelerated_like_net()
+    X, y = _images()
+    head_before = net.module_.head.weight.detach().clone()
+    probe = HeadProbe()
+    probe.on_train_begin(net, X=X, y=y)
+    assert set(net.module_.seen) == {torch.device("meta")}
+    assert not torch.equal(net.module_.head.weight, head_before)
+    assert 0 <= probe._pending["probe_acc"] <= 1
+
+
+def _warm_probe_worker(out_dir: str) -> None:
+    """One of 2 processes: a warm-started, head-probed search on Accelerate."""
+    torch.set_num_threads(1)
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    acc = Accelerator(cpu=True)
+    X, y = _digits(160)
+    params = tiny(final_epochs=0, batch_size=32)
+    source = SupernetSearchClassifier(**params).fit(X[:80], y[:80])
+    clf = SupernetSearchClassifier(**params, warm_start=source, accelerator=acc)
+    clf.fit(X[80:], y[80:] % 3)
+    torch.save(
+        {
+            "probe_acc": clf.net_.history[0, "probe_acc"],
+            "proba": clf.predict_proba(X[80:]),
+        },
+        f"{out_dir}/rank{acc.process_index}.pt",
+    )
+
+
+def test_head_probe_under_ddp_fits_one_head_for_all_processes(tmp_path):
+    # DDP hides the supernet's features() and an accelerated loader shards
+    # the data: the probe must use the bare supernet and the whole split.
+    pytest.importorskip("accelerate")
+    if not torch.distributed.is_available():
+        pytest.skip("torch.distributed is not available in this build")
+    from test_distributed import _launch_cpu_processes
+
+    _launch_cpu_processes(_warm_probe_worker, (str(tmp_path),))
+    r0, r1 = (torch.load(tmp_path / f"rank{i}.pt", weights_only=False) for i in (0, 1))
+    assert r0["probe_acc"] == r1["probe_acc"]
+    np.testing.assert_array_equal(r0["proba"], r1["proba"])
