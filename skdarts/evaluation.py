@@ -219,7 +219,11 @@ class HeldOutAccuracy(Callback):
             dur = time.perf_counter() - self._t0
         # A warm start's head probe runs before the first epoch: its cost counts.
         self.train_seconds_ += float(dur) + float(row.get("probe_seconds", 0.0))
-        module = net.module_
+        bare = getattr(net, "_bare_module", None)
+        module = bare() if callable(bare) else net.module_
+        # Batches go where the module is: an accelerated net has device=None.
+        param = next(module.parameters(), None)
+        device = param.device if param is not None else net.device
         was_training = module.training
         module.eval()
         correct = 0
@@ -229,7 +233,7 @@ class HeldOutAccuracy(Callback):
             with torch.no_grad():
                 for start in range(0, len(X), self.batch_size):
                     xb = torch.from_numpy(X[start : start + self.batch_size])
-                    pred = module(xb.to(net.device)).argmax(1).cpu().numpy()
+                    pred = module(xb.to(device)).argmax(1).cpu().numpy()
                     correct += int((pred == y[start : start + self.batch_size]).sum())
         finally:
             module.train(was_training)

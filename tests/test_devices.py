@@ -208,6 +208,20 @@ def test_head_probe_feeds_the_module_on_its_device():
     assert 0 <= probe._pending["probe_acc"] <= 1
 
 
+def test_heldout_accuracy_feeds_the_module_on_its_device():
+    from skdarts.evaluation import HeldOutAccuracy
+
+    net = _accelerated_like_net()
+    X, y = _images()
+    cb = HeldOutAccuracy(X, y, batch_size=16).initialize()
+    net.history.new_epoch()
+    net.history.record("dur", 0.5)
+    cb.on_epoch_begin(net)
+    cb.on_epoch_end(net)
+    assert set(net.module_.seen) == {torch.device("meta")}
+    assert 0 <= net.history[-1, "heldout_acc"] <= 1
+
+
 def _warm_probe_worker(out_dir: str) -> None:
     """One of 2 processes: a warm-started, head-probed search on Accelerate."""
     torch.set_num_threads(1)
