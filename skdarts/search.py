@@ -548,7 +548,9 @@ class SearchCheckpoint(Checkpoint):
                 scheduler = cb.lr_scheduler_.state_dict()
         arch_opt = getattr(net, "optimizer_arch_", None)
         cuda_rng = []
-        if torch.cuda.is_available() and str(net.device).startswith("cuda"):
+        # Not net.device: under Accelerate it is None while the search runs on
+        # a GPU (whose generator draws the SmoothDARTS noise).
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
             cuda_rng = torch.cuda.get_rng_state_all()
         return {
             "format": 1,
@@ -605,7 +607,10 @@ class SearchCheckpoint(Checkpoint):
         net._fit_start_epoch = state["fit_start_epoch"]
         torch.set_rng_state(state["rng_cpu"])
         if state.get("rng_cuda") and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng_cuda"])
+            # A checkpoint from a machine with more GPUs resumes on this one.
+            count = torch.cuda.device_count()
+            for index, rng in enumerate(state["rng_cuda"][:count]):
+                torch.cuda.set_rng_state(rng, index)
 
 
 # ---------------------------------------------------------------------------

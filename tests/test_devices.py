@@ -256,3 +256,52 @@ def test_head_probe_under_ddp_fits_one_head_for_all_processes(tmp_path):
     r0, r1 = (torch.load(tmp_path / f"rank{i}.pt", weights_only=False) for i in (0, 1))
     assert r0["probe_acc"] == r1["probe_acc"]
     np.testing.assert_array_equal(r0["proba"], r1["proba"])
+
+
+# -- search checkpoints ----------------------------------------------------------
+
+
+def _search_net(device):
+    from skdarts.search import SearchNet
+    from skdarts.supernet import Supernet
+
+    module = Supernet("s2", 1, 3, init_channels=2, n_cells=1, n_nodes=1)
+    return SearchNet(module=module, device=device, verbose=0).initialize()
+
+
+def test_checkpoint_keeps_the_gpu_generators_under_accelerate(monkeypatch, tmp_path):
+    # Accelerate leaves device=None while the search runs on the GPU, whose
+    # generator draws the SmoothDARTS noise: resuming must restore it.
+    from skdarts.search import SearchCheckpoint
+
+    net = _search_net(device=None)
+    states = [torch.arange(4, dtype=torch.uint8), torch.arange(4, 8, dtype=torch.uint8)]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: list(states))
+    saved = SearchCheckpoint(tmp_path).initialize().state(net)["rng_cuda"]
+    assert [s.tolist() for s in saved] == [s.tolist() for s in states]
+
+
+def test_checkpoint_from_a_machine_with_more_gpus_resumes(monkeypatch, tmp_path):
+    from skdarts.search import SearchCheckpoint
+
+    net = _search_net(device="cpu")
+    checkpoint = SearchCheckpoint(tmp_path).initialize()
+    state = checkpoint.state(net)
+    state["rng_cuda"] = [torch.full((4,), i, dtype=torch.uint8) for i in range(2)]
+    restored = []
+
+    def set_rng_state(new_state, device="cuda"):
+        index = torch.device(device).index if not isinstance(device, int) else device
+        if index is not None and index >= 1:  # this machine has one GPU
+            raise RuntimeError("CUDA error: invalid device ordinal")
+        restored.append((index, new_state[0].item()))
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", set_rng_state)
+    monkeypatch.setattr(torch.cuda.random, "set_rng_state", set_rng_state)
+    checkpoint.restore(net, state)
+    checkpoint.on_train_begin(net)
+    assert restored == [(0, 0)]
