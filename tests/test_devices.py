@@ -305,3 +305,82 @@ def test_checkpoint_from_a_machine_with_more_gpus_resumes(monkeypatch, tmp_path)
     checkpoint.restore(net, state)
     checkpoint.on_train_begin(net)
     assert restored == [(0, 0)]
+
+
+# -- GPU tensors as input ------------------------------------------------------------
+
+
+class _GpuTensor(torch.Tensor):
+    """A tensor that, like one on a GPU, refuses NumPy until copied to the host."""
+
+    _MESSAGE = (
+        "can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu() to "
+        "copy the tensor to host memory first."
+    )
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError(self._MESSAGE)
+
+    def numpy(self, *args, **kwargs):
+        raise TypeError(self._MESSAGE)
+
+    def tolist(self):
+        raise TypeError(self._MESSAGE)
+
+    def cpu(self, *args, **kwargs):
+        return torch.Tensor.cpu(self).as_subclass(torch.Tensor)
+
+
+def _on_gpu(a):
+    return torch.as_tensor(np.asarray(a)).as_subclass(_GpuTensor)
+
+
+def test_gpu_like_tensor_refuses_numpy():
+    with pytest.raises(TypeError, match="host memory"):
+        np.asarray(_on_gpu([1, 2]))
+
+
+def test_estimator_takes_gpu_tensors():
+    X, y = _digits()
+    clf = SupernetSearchClassifier(**tiny()).fit(_on_gpu(X), _on_gpu(y))
+    reference = SupernetSearchClassifier(**tiny()).fit(X, y)
+    np.testing.assert_array_equal(
+        clf.predict_proba(_on_gpu(X)), reference.predict_proba(X)
+    )
+    assert clf.score(_on_gpu(X), y) == reference.score(X, y)
+
+
+def test_signatures_and_selector_take_gpu_tensors():
+    from _fakezoo import FakeZoo
+
+    from skdarts import OTSourceSelector
+    from skdarts.similarity import compute_signature, signature_fn
+
+    X, y = _digits(200)
+    a = compute_signature(_on_gpu(X), _on_gpu(y), random_state=0)
+    b = compute_signature(X, y, random_state=0)
+    np.testing.assert_array_equal(a.class_means, b.class_means)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    zoo = FakeZoo({"d": {"d": signature_fn(X[:100], y[:100])}})
+    selector = OTSourceSelector(zoo, random_state=0).fit(
+        _on_gpu(X[100:]), _on_gpu(y[100:])
+    )
+    assert selector.selected_ == ["d"]
+    np.testing.assert_array_equal(selector.transform(_on_gpu(X[100:])), X[100:])
+
+
+def test_prepare_heldout_and_pretrain_take_gpu_tensors(tmp_path):
+    from skdarts.evaluation import prepare_heldout
+
+    X, y = _digits(80)
+    images, labels = prepare_heldout(
+        _on_gpu(X[:60]), _on_gpu(X[60:]), _on_gpu(y[:60]), _on_gpu(y[60:])
+    )
+    expected = prepare_heldout(X[:60], X[60:], y[:60], y[60:])
+    np.testing.assert_array_equal(images, expected[0])
+    np.testing.assert_array_equal(labels, expected[1])
+    zoo = SupernetZoo(tmp_path)
+    zoo.pretrain(
+        {"d": (_on_gpu(X), _on_gpu(y % 3))}, verbose=0, random_state=0, **_zoo_tiny()
+    )
+    assert zoo["d"].config["n_classes"] == 3

@@ -43,6 +43,7 @@ from ..data import (
     dataset_stats,
     is_path_input,
     read_image_files,
+    to_host,
 )
 from ..export import ExportedClassifier, export_network
 from ..probe import HeadProbe
@@ -511,7 +512,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
             try:
                 Xv = validate_data(
                     self,
-                    X,
+                    to_host(X),
                     reset=reset,
                     allow_nd=True,
                     dtype=None,
@@ -651,7 +652,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         warm_module = warm_module.module_ if warm_module is not None else None
         images, labels = self._images(X, reset=True, y=y)
         y_name = "y" if labels is None else "the labels of X"
-        y = np.asarray(y if labels is None else labels)
+        y = np.asarray(to_host(y) if labels is None else labels)
         if y.ndim == 2 and y.shape[1] == 1:
             from sklearn.exceptions import DataConversionWarning
 

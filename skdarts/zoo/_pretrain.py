@@ -47,7 +47,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm.auto import tqdm
 
 from .._device import resolve_device, rng_devices
-from ..data import as_images, channel_stats
+from ..data import as_images, channel_stats, to_host
 from ..search import SearchNet
 from ..supernet import Supernet
 from ._store import ZooEntry, _check_name, _state_tensors
@@ -141,7 +141,7 @@ def _check_image_size(image_size):
 def _prepare(name: str, X, y, image_shape):
     """Images ``(n, c, h, w)`` float32, encoded labels and the classes."""
     images = as_images(X, image_shape=image_shape)
-    y = np.asarray(y)
+    y = np.asarray(to_host(y))
     if y.ndim != 1 or len(y) != len(images):
         raise ValueError(
             f"datasets[{name!r}]: y must be 1-d with one label per image; got shape "
