@@ -76,6 +76,8 @@ def perturb_arch_weights(weights, epsilon: float, generator=None):
         Softmaxed architecture weights (one tensor per cell type).
     epsilon : float
     generator : torch.Generator, optional
+        Source of the noise, on any device (a CPU generator serves weights
+        on a GPU).
 
     Returns
     -------
@@ -91,10 +93,13 @@ def perturb_arch_weights(weights, epsilon: float, generator=None):
     """
     out = []
     for w in weights:
-        noise = torch.empty(w.shape, device=w.device).uniform_(
+        # Drawn where the generator lives (a CPU generator cannot draw on a
+        # GPU), then moved to the weights.
+        where = generator.device if generator is not None else w.device
+        noise = torch.empty(w.shape, device=where).uniform_(
             -epsilon, epsilon, generator=generator
         )
-        out.append(_project(w.detach() + noise))
+        out.append(_project(w.detach() + noise.to(w.device)))
     return tuple(out)
 
 

@@ -384,3 +384,19 @@ def test_prepare_heldout_and_pretrain_take_gpu_tensors(tmp_path):
         {"d": (_on_gpu(X), _on_gpu(y % 3))}, verbose=0, random_state=0, **_zoo_tiny()
     )
     assert zoo["d"].config["n_classes"] == 3
+
+
+# -- SmoothDARTS noise -------------------------------------------------------------
+
+
+def test_perturbation_draws_from_a_cpu_generator_for_weights_elsewhere():
+    # On a GPU, uniform_(generator=<CPU generator>) raises; the noise must
+    # still come from the caller's generator and join the weights' device.
+    from skdarts.search import perturb_arch_weights
+
+    w = torch.full((3, 4), 0.25, device="meta")
+    gen = torch.Generator().manual_seed(0)
+    start = gen.get_state()
+    (p,) = perturb_arch_weights([w], 0.1, generator=gen)
+    assert p.device == w.device and p.shape == w.shape
+    assert not torch.equal(gen.get_state(), start)  # the noise came from it
