@@ -400,3 +400,49 @@ def test_perturbation_draws_from_a_cpu_generator_for_weights_elsewhere():
     (p,) = perturb_arch_weights([w], 0.1, generator=gen)
     assert p.device == w.device and p.shape == w.shape
     assert not torch.equal(gen.get_state(), start)  # the noise came from it
+
+
+# -- the command line -------------------------------------------------------------
+
+
+@pytest.fixture
+def digits_npz(tmp_path):
+    X, y = _digits(90)
+    path = tmp_path / "digits.npz"
+    np.savez(path, X=X.reshape(-1, 8, 8), y=y)
+    return path
+
+
+@NO_CUDA
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["search", "{data}", "--scratch"],
+        ["zoo", "build", "--zoo", "{zoo}", "{data}"],
+        ["demo", "--quick"],
+    ],
+)
+def test_cli_refuses_an_absent_gpu_before_any_work(command, digits_npz, capsys):
+    from skdarts.cli import main
+
+    zoo = digits_npz.parent / "zoo"
+    argv = [a.format(data=digits_npz, zoo=zoo) for a in command]
+    assert main([*argv, "--device", "cuda", "--verbose", "0"]) == 2
+    captured = capsys.readouterr()
+    assert "--device='cuda'" in captured.err and "\n" not in captured.err.strip()
+    assert captured.out == "" and not zoo.exists()
+
+
+def test_cli_search_trains_on_the_device_asked_for(digits_npz, fake_cuda, monkeypatch):
+    from skdarts.cli import main
+
+    asked = []
+
+    def fit(self, X, y=None):
+        asked.append(self.device)
+        raise _Stop
+
+    monkeypatch.setattr(SupernetSearchClassifier, "fit", fit)
+    with pytest.raises(_Stop):
+        main(["search", str(digits_npz), "--scratch", "--device", "cuda:1"])
+    assert asked == ["cuda:1"]
