@@ -63,6 +63,12 @@ def test_fit_on_an_absent_gpu_names_the_device_parameter(device):
         SupernetSearchClassifier(**tiny(device=device)).fit(X, y)
 
 
+def test_fit_on_an_unknown_device_names_the_device_parameter():
+    X, y = _digits()
+    with pytest.raises(ValueError, match=r"device must be 'auto' or a torch device"):
+        SupernetSearchClassifier(**tiny(device="gpu")).fit(X, y)
+
+
 def test_fit_on_a_gpu_index_past_the_last_gpu_is_refused(fake_cuda):
     X, y = _digits()
     with pytest.raises(ValueError, match=r"device='cuda:2'.*2 CUDA device"):
