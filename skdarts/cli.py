@@ -206,7 +206,16 @@ def _zoo_remove(args) -> int:
     return 0
 
 
+def _device(args) -> str:
+    """``--device``, checked before any data is read or any work is done."""
+    from ._device import resolve_device
+
+    resolve_device(args.device, name="--device")
+    return args.device
+
+
 def _zoo_build(args) -> int:
+    device = _device(args)
     zoo = _open_zoo(args.zoo, create=True)
     similarity = _optional("similarity", "dataset signatures")
     size = _image_size(args.image_size)
@@ -239,6 +248,7 @@ def _zoo_build(args) -> int:
         signature_fn=similarity.signature_fn,
         overwrite=args.overwrite,
         verbose=args.verbose,
+        device=device,
     )
     if size is not None:
         params["image_size"] = size
@@ -313,6 +323,7 @@ def _search(args) -> int:
 
     from .estimators import SupernetSearchClassifier
 
+    device = _device(args)
     output = Path(args.output or f"{Path(args.data).stem or 'model'}.joblib")
     if output.exists() and not args.overwrite:
         raise FileExistsError(
@@ -339,6 +350,7 @@ def _search(args) -> int:
         warm_start=False if args.scratch else "auto",
         random_state=args.random_state,
         verbose=args.verbose,
+        device=device,
     )
     model = clf
     if not args.scratch:
@@ -403,6 +415,7 @@ def _demo(args) -> int:
 
     from .estimators import SupernetSearchClassifier
 
+    device = _device(args)
     X, y = load_digits(return_X_y=True)
     Xtr, Xte, ytr, yte = train_test_split(
         X, y, test_size=0.25, stratify=y, random_state=0
@@ -422,6 +435,7 @@ def _demo(args) -> int:
         final_epochs=args.final_epochs,
         random_state=args.random_state,
         verbose=args.verbose,
+        device=device,
     )
     prior = None
     try:
@@ -481,6 +495,15 @@ def _demo(args) -> int:
 # -- parser -----------------------------------------------------------------------
 
 
+def _device_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="torch device to train on: auto (CUDA when available), cpu, cuda, "
+        "cuda:1, mps (default auto)",
+    )
+
+
 def _common(p: argparse.ArgumentParser, verbose: int = 1) -> None:
     p.add_argument("--random-state", type=int, default=0, help="seed (default 0)")
     p.add_argument(
@@ -519,6 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="smoke test: 200 training images, at most 2 epochs, no final training",
     )
     _common(demo)
+    _device_option(demo)
     demo.set_defaults(func=_demo)
 
     search = sub.add_parser(
@@ -551,6 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="holdout fraction for the report (0.2; 0 uses all for training)",
     )
     _common(search)
+    _device_option(search)
     search.set_defaults(func=_search)
 
     zoo = sub.add_parser("zoo", help="build, list, inspect and query a supernet zoo")
@@ -598,6 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
     zb.add_argument("--n-jobs", type=int, default=None, help="parallel sources")
     zb.add_argument("--overwrite", action="store_true", help="replace entries")
     _common(zb)
+    _device_option(zb)
     zb.set_defaults(func=_zoo_build)
 
     zsel = zsub.add_parser(

@@ -213,6 +213,23 @@ def _scale(X: np.ndarray) -> np.ndarray:
     return X.astype(np.float32, copy=False)
 
 
+def to_host(a):
+    """``a``, a torch tensor copied to host memory as a NumPy array.
+
+    ``np.asarray`` refuses GPU tensors ("can't convert cuda:0 device type
+    tensor to numpy"); every array input goes through this first. Anything
+    else is returned as it is.
+
+    Examples
+    --------
+    >>> to_host(torch.ones(2)).tolist(), to_host([1, 2])
+    ([1.0, 1.0], [1, 2])
+    """
+    if isinstance(a, torch.Tensor):
+        return a.detach().cpu().numpy()
+    return a
+
+
 def as_images(
     X, image_shape: Sequence[int] | None = None, channels: int | None = None
 ) -> np.ndarray:
@@ -238,8 +255,7 @@ def as_images(
     >>> as_images(np.zeros((2, 8, 8, 3))).shape
     (2, 3, 8, 8)
     """
-    if hasattr(X, "detach") and hasattr(X, "cpu"):  # torch tensor
-        X = X.detach().cpu().numpy()
+    X = to_host(X)
     if isinstance(X, (str, bytes)):
         raise TypeError(f"X must be an array of images; got the string {X!r}.")
     try:

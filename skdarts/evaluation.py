@@ -79,7 +79,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import Callback
 
-from .data import as_images, channel_stats
+from .data import as_images, channel_stats, to_host
 from .estimators import SupernetSearchClassifier
 from .probe import HeadProbe
 
@@ -150,8 +150,8 @@ def prepare_heldout(
     images = as_images(X_heldout, image_shape=image_shape, channels=fit_images.shape[1])
     mean, std = channel_stats(fit_images)
     images = (images - mean[None, :, None, None]) / std[None, :, None, None]
-    encoder = LabelEncoder().fit(np.asarray(y_fit))
-    y_heldout = np.asarray(y_heldout)
+    encoder = LabelEncoder().fit(np.asarray(to_host(y_fit)))
+    y_heldout = np.asarray(to_host(y_heldout))
     unseen = np.setdiff1d(y_heldout, encoder.classes_)
     if unseen.size:
         raise ValueError(
@@ -219,7 +219,11 @@ class HeldOutAccuracy(Callback):
             dur = time.perf_counter() - self._t0
         # A warm start's head probe runs before the first epoch: its cost counts.
         self.train_seconds_ += float(dur) + float(row.get("probe_seconds", 0.0))
-        module = net.module_
+        bare = getattr(net, "_bare_module", None)
+        module = bare() if callable(bare) else net.module_
+        # Batches go where the module is: an accelerated net has device=None.
+        param = next(module.parameters(), None)
+        device = param.device if param is not None else net.device
         was_training = module.training
         module.eval()
         correct = 0
@@ -229,7 +233,7 @@ class HeldOutAccuracy(Callback):
             with torch.no_grad():
                 for start in range(0, len(X), self.batch_size):
                     xb = torch.from_numpy(X[start : start + self.batch_size])
-                    pred = module(xb.to(net.device)).argmax(1).cpu().numpy()
+                    pred = module(xb.to(device)).argmax(1).cpu().numpy()
                     correct += int((pred == y[start : start + self.batch_size]).sum())
         finally:
             module.train(was_training)
@@ -776,7 +780,7 @@ class WarmStartComparison(BaseEstimator):
         estimator = (
             SupernetSearchClassifier() if self.estimator is None else self.estimator
         )
-        y = np.asarray(y)
+        X, y = to_host(X), np.asarray(to_host(y))
         self.classes_ = np.unique(y)
         image_shape = estimator.get_params()["image_shape"]
         jobs, plans, all_distances = [], [], []

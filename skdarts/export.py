@@ -30,6 +30,7 @@ This module belongs to the supernet layer: it imports only
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -258,15 +259,13 @@ def export_network(
         )
     path = Path(path)
     _check_target(path, overwrite)
-    was_training = model.training
-    model = model.cpu().eval()
-    try:
-        if format == "safetensors":
-            _write_safetensors(model, path, overwrite)
-        else:
-            _write_single(model, path, format, overwrite)
-    finally:
-        model.train(was_training)
+    # A CPU copy: moving the caller's model (e.g. off its GPU) or switching
+    # its mode would change it under the caller's feet.
+    model = copy.deepcopy(model).cpu().eval()
+    if format == "safetensors":
+        _write_safetensors(model, path, overwrite)
+    else:
+        _write_single(model, path, format, overwrite)
     return path
 
 

@@ -31,6 +31,7 @@ import time
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
+from skorch import NeuralNet
 from skorch.callbacks import Callback
 from skorch.dataset import unpack_data
 
@@ -76,8 +77,20 @@ class HeadProbe(Callback):
         if len(net.history) > 0 or X is None:
             return  # a resumed search keeps the head it had
         t0 = time.perf_counter()
-        module = net.module_
+        # The supernet itself, also when DDP wraps it (its API is hidden).
+        bare = getattr(net, "_bare_module", None)
+        module = bare() if callable(bare) else net.module_
+        # Inputs go where the module is: an accelerated net has device=None.
+        param = next(module.parameters(), None)
+        device = param.device if param is not None else net.device
         dataset = net.get_dataset(X, y)
+
+        # skorch's plain loader: every process sees the whole weight split (an
+        # accelerated loader shards it, so each process would fit its own
+        # head) and batches stay on the CPU until moved.
+        def batches():
+            return NeuralNet.get_iterator(net, dataset, training=False)
+
         norms = [
             m
             for m in module.modules()
@@ -92,23 +105,22 @@ class HeadProbe(Callback):
                         m.reset_running_stats()
                     module.train()
                     try:
-                        batches = net.get_iterator(dataset, training=False)
-                        for k, batch in enumerate(batches):
+                        for k, batch in enumerate(batches()):
                             # Momentum 1/(k+1) makes the running statistics the
                             # average over the batches seen so far.
                             for m in norms:
                                 m.momentum = 1.0 / (k + 1)
                             xb, _ = unpack_data(batch)
-                            module.features(xb.to(net.device))
+                            module.features(xb.to(device))
                     finally:
                         for m, momentum in zip(norms, momenta):
                             m.momentum = momentum
                 module.eval()
                 feats, labels = [], []
-                for batch in net.get_iterator(dataset, training=False):
+                for batch in batches():
                     xb, yb = unpack_data(batch)
-                    feats.append(module.features(xb.to(net.device)).cpu().numpy())
-                    labels.append(np.asarray(yb))
+                    feats.append(module.features(xb.to(device)).cpu().numpy())
+                    labels.append(np.asarray(yb.cpu() if hasattr(yb, "cpu") else yb))
         finally:
             module.train(was_training)
         feats = np.concatenate(feats).astype(np.float64)

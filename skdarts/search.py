@@ -105,6 +105,8 @@ def perturb_arch_weights(weights, epsilon: float, generator=None):
         Softmaxed architecture weights (one tensor per cell type).
     epsilon : float
     generator : torch.Generator, optional
+        Source of the noise, on any device (a CPU generator serves weights
+        on a GPU).
 
     Returns
     -------
@@ -120,10 +122,13 @@ def perturb_arch_weights(weights, epsilon: float, generator=None):
     """
     out = []
     for w in weights:
-        noise = torch.empty(w.shape, device=w.device).uniform_(
+        # Drawn where the generator lives (a CPU generator cannot draw on a
+        # GPU), then moved to the weights.
+        where = generator.device if generator is not None else w.device
+        noise = torch.empty(w.shape, device=where).uniform_(
             -epsilon, epsilon, generator=generator
         )
-        out.append(_project(w.detach() + noise))
+        out.append(_project(w.detach() + noise.to(w.device)))
     return tuple(out)
 
 
@@ -737,7 +742,9 @@ class SearchCheckpoint(Checkpoint):
                 scheduler = cb.lr_scheduler_.state_dict()
         arch_opt = getattr(net, "optimizer_arch_", None)
         cuda_rng = []
-        if torch.cuda.is_available() and str(net.device).startswith("cuda"):
+        # Not net.device: under Accelerate it is None while the search runs on
+        # a GPU (whose generator draws the SmoothDARTS noise).
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
             cuda_rng = torch.cuda.get_rng_state_all()
         return {
             "format": 1,
@@ -794,7 +801,10 @@ class SearchCheckpoint(Checkpoint):
         net._fit_start_epoch = state["fit_start_epoch"]
         torch.set_rng_state(state["rng_cpu"])
         if state.get("rng_cuda") and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng_cuda"])
+            # A checkpoint from a machine with more GPUs resumes on this one.
+            count = torch.cuda.device_count()
+            for index, rng in enumerate(state["rng_cuda"][:count]):
+                torch.cuda.set_rng_state(rng, index)
 
 
 # ---------------------------------------------------------------------------

@@ -96,7 +96,7 @@ import ot
 import torch
 import torch.nn.functional as F
 
-from .data import as_images
+from .data import as_images, to_host
 
 __all__ = [
     "EMBEDDING",
@@ -416,8 +416,7 @@ def compute_signature(
 
     max_points = _check_int(max_points, "max_points", 1)
     chunk_size = _check_int(chunk_size, "chunk_size", 1)
-    if hasattr(X, "detach") and hasattr(X, "cpu"):
-        X = X.detach().cpu().numpy()
+    X = to_host(X)
     if isinstance(X, (str, bytes)):
         raise TypeError(f"X must be an array of images; got the string {X!r}.")
     X = np.asarray(X)
@@ -426,7 +425,7 @@ def compute_signature(
     n = len(X)
     labelled = y is not None
     if labelled:
-        y = np.asarray(y)
+        y = np.asarray(to_host(y))
         if y.ndim == 2 and y.shape[1] == 1:
             y = y.ravel()
         if y.ndim != 1 or len(y) != n:

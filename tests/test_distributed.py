@@ -6,6 +6,7 @@ started and stopped inside its test; each test is bounded in time.
 
 from __future__ import annotations
 
+import os
 import pickle
 import tempfile
 import time
@@ -287,7 +288,7 @@ def _two_process_worker(out_dir: str) -> None:
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
-    # The forked process inherits the parent's (single-process) state.
+    # A forked process would inherit the parent's (single-process) state.
     AcceleratorState._reset_state(True)
     acc = Accelerator(cpu=True)
     rank = acc.process_index
@@ -353,17 +354,23 @@ def _two_process_worker(out_dir: str) -> None:
 
 
 def _launch_cpu_processes(fn, args, nprocs=2, timeout=240):
-    """Run ``fn(*args)`` in ``nprocs`` forked CPU processes (gloo), bounded."""
+    """Run ``fn(*args)`` in ``nprocs`` spawned CPU processes (gloo), bounded.
+
+    Spawned, not forked: a child forked after this process ran OpenMP
+    threads (any earlier torch test, unless OMP_NUM_THREADS=1) hangs in
+    libgomp. ``fn`` must be a module-level function of a test module.
+    """
     from accelerate.utils import PrepareForLaunch, patch_environment
     from torch.multiprocessing import start_processes
 
     with (
-        tempfile.NamedTemporaryFile() as rdv,
+        # The rendezvous file store deletes its file when the group ends.
+        tempfile.TemporaryDirectory() as rdv,
         patch_environment(
             world_size=nprocs,
             master_addr="127.0.0.1",
             accelerate_mixed_precision="no",
-            accelerate_debug_rdv_file=rdv.name,
+            accelerate_debug_rdv_file=os.path.join(rdv, "rdv"),
             accelerate_use_cpu="yes",
             gloo_socket_ifname="lo",
         ),
@@ -372,7 +379,7 @@ def _launch_cpu_processes(fn, args, nprocs=2, timeout=240):
             PrepareForLaunch(fn, debug=True),
             args=args,
             nprocs=nprocs,
-            start_method="fork",
+            start_method="spawn",
             join=False,
         )
         deadline = time.monotonic() + timeout

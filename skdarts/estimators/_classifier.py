@@ -31,6 +31,7 @@ from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import Subset
 
 from .. import data as _data
+from .._device import resolve_device, rng_devices
 from ..data import (
     DatasetImages,
     ImageFolderDataset,
@@ -42,6 +43,7 @@ from ..data import (
     dataset_stats,
     is_path_input,
     read_image_files,
+    to_host,
 )
 from ..export import ExportedClassifier, export_network
 from ..probe import HeadProbe
@@ -59,12 +61,6 @@ from ._handoff import split_handoff
 from ._prior import resolve_prior
 
 __all__ = ["SupernetSearchClassifier"]
-
-
-def _resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def _shared_rng(rng: np.random.RandomState) -> np.random.RandomState:
@@ -253,7 +249,9 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
     checkpoint_every : int, default=1
         Epochs between checkpoints.
     device : str, default="auto"
-        ``"auto"`` takes CUDA when available, else the CPU.
+        ``"auto"`` takes CUDA when available, else the CPU; any torch
+        device string (``"cuda:1"``). ``fit`` refuses a device this machine
+        lacks with a ``ValueError``.
     random_state : int, RandomState instance or None, default=None
         Seeds the split, initialisation and batches: a CPU run is repeatable.
     verbose : int, default=1
@@ -523,7 +521,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
             try:
                 Xv = validate_data(
                     self,
-                    X,
+                    to_host(X),
                     reset=reset,
                     allow_nd=True,
                     dtype=None,
@@ -663,7 +661,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         warm_module = warm_module.module_ if warm_module is not None else None
         images, labels = self._images(X, reset=True, y=y)
         y_name = "y" if labels is None else "the labels of X"
-        y = np.asarray(y if labels is None else labels)
+        y = np.asarray(to_host(y) if labels is None else labels)
         if y.ndim == 2 and y.shape[1] == 1:
             from sklearn.exceptions import DataConversionWarning
 
@@ -697,8 +695,9 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
                 "weights, one for the architecture)."
             )
         y_enc = encoder.transform(y).astype(np.int64)
-        self.device_ = _resolve_device(self.device)
-        if self.accelerator is not None:
+        if self.accelerator is None:
+            self.device_ = resolve_device(self.device)
+        else:
             self.device_ = str(self.accelerator.device)
             if self.checkpoint_dir is not None and self.accelerator.num_processes > 1:
                 raise ValueError(
@@ -726,9 +725,8 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         self.checkpoint_path_ = checkpoint.path_ if checkpoint is not None else None
         self._warm_module = warm_module
 
-        devices = [torch.cuda.current_device()] if self.device_ == "cuda" else []
         try:
-            with torch.random.fork_rng(devices=devices):
+            with torch.random.fork_rng(devices=rng_devices(self.device_)):
                 torch.manual_seed(seed)
                 self._search(
                     images, y_enc, w_idx, a_idx, handed_prior, checkpoint, state

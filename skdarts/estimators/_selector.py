@@ -13,6 +13,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
+from ..data import to_host
 from ..similarity import (
     EMBEDDING,
     METHODS,
@@ -215,9 +216,9 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
                 "method='otdd' compares labelled datasets (use method='wasserstein', "
                 "'sliced' or 'gaussian' for unlabelled data)."
             )
-        Xv = validate_data(self, X, reset=True, allow_nd=True, dtype=None)
+        Xv = validate_data(self, to_host(X), reset=True, allow_nd=True, dtype=None)
         if y is not None:
-            y = np.asarray(y)
+            y = np.asarray(to_host(y))
             if y.ndim == 2 and y.shape[1] == 1:
                 y = y.ravel()
             if y.ndim != 1 or len(y) != len(Xv):
@@ -270,7 +271,7 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
             to ``prior_``; an ordinary ndarray to every other consumer.
         """
         check_is_fitted(self)
-        Xv = validate_data(self, X, reset=False, allow_nd=True, dtype=None)
+        Xv = validate_data(self, to_host(X), reset=False, allow_nd=True, dtype=None)
         return with_prior(Xv, self.prior_)
 
     def __sklearn_is_fitted__(self) -> bool:

@@ -46,7 +46,8 @@ from torch.optim.lr_scheduler import CosineAnnealingLR
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm.auto import tqdm
 
-from ..data import as_images, channel_stats
+from .._device import resolve_device, rng_devices
+from ..data import as_images, channel_stats, to_host
 from ..search import SearchNet
 from ..supernet import Supernet
 from ._store import ZooEntry, _check_name, _state_tensors
@@ -140,7 +141,7 @@ def _check_image_size(image_size):
 def _prepare(name: str, X, y, image_shape):
     """Images ``(n, c, h, w)`` float32, encoded labels and the classes."""
     images = as_images(X, image_shape=image_shape)
-    y = np.asarray(y)
+    y = np.asarray(to_host(y))
     if y.ndim != 1 or len(y) != len(images):
         raise ValueError(
             f"datasets[{name!r}]: y must be 1-d with one label per image; got shape "
@@ -237,12 +238,6 @@ def _mixing_loader(dataset, batch_size=64, shuffle=True, **kwargs):
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, **kwargs)
 
 
-def _resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def _history_summary(history) -> list[dict]:
     keys = ("epoch", "train_loss", "train_acc", "valid_loss", "valid_acc", "dur")
     rows = []
@@ -264,7 +259,9 @@ def _train(parts, params: dict, mixing: str, verbose: int, seed: int):
     (on the CPU) and a JSON-ready dict of what happened.
     """
     rng = np.random.RandomState(seed)
-    device = _resolve_device(params["device"])
+    # Resolved here, in the worker: a cluster's workers may have GPUs that the
+    # process calling pretrain lacks.
+    device = resolve_device(params["device"])
     offsets, class_source = [], []
     xs_w, ys_w, ws_w, xs_a, ys_a, ws_a, arch_parts, stats = ([] for _ in range(8))
     for s, (_, images, y_enc, n_classes) in enumerate(parts):
@@ -293,9 +290,8 @@ def _train(parts, params: dict, mixing: str, verbose: int, seed: int):
     )
     crit_kwargs = {"criterion__class_source": class_source} if len(parts) > 1 else {}
 
-    devices = [torch.cuda.current_device()] if device == "cuda" else []
     t0 = time.perf_counter()
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=rng_devices(device)):
         torch.manual_seed(seed)
         module = Supernet(
             search_space=params["search_space"],
