@@ -176,8 +176,9 @@ class SearchNet(NeuralNetClassifier):
         with it, so a learning rate that changes every epoch costs 3 eager
         steps and a capture per epoch; the 2 latest graphs are kept until the
         fit ends. The validation pass over the architecture split is graphed
-        the same way (its graph survives learning-rate changes). Adam-like arch optimizers get ``capturable=True``. Where a
-        step cannot be captured (a callback hooking ``on_grad_computed``,
+        the same way (its graph survives learning-rate changes). Adam-like
+        arch optimizers get ``capturable=True``. Where a step cannot be
+        captured (a callback hooking ``on_grad_computed``,
         activation checkpointing, an accelerator, no CUDA device) a warning
         says why and the search runs eagerly, with the same results.
     **kwargs
@@ -259,6 +260,12 @@ class SearchNet(NeuralNetClassifier):
         super().on_train_begin(net, X=X, y=y, **kwargs)
         self._fit_start_epoch = len(self.history)
         self._graphs_off = None
+        if getattr(self._bare_module(), "amp", None) == "fp16":
+            raise ValueError(
+                "A supernet with amp='fp16' cannot be searched: float16 gradients "
+                "underflow without loss scaling, which the search step does not "
+                "do. Got amp='fp16'; accepted for a search: None or 'bf16'."
+            )
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         super().on_epoch_begin(net, dataset_train, dataset_valid, **kwargs)

@@ -409,3 +409,9 @@ def test_real_capture_matches_the_eager_search(counting, amp):
         np.testing.assert_allclose(
             eager.history[:, key], graphed.history[:, key], rtol=tol
         )
+
+
+def test_fp16_supernet_is_refused_by_the_search():
+    net, X, y = _net(module__amp="fp16", max_epochs=1)
+    with pytest.raises(ValueError, match=r"amp='fp16'.*None or 'bf16'"):
+        net.fit(X, y)
