@@ -16,6 +16,7 @@ References
 from __future__ import annotations
 
 import contextlib
+import math
 import numbers
 import warnings
 from typing import Any
@@ -266,30 +267,6 @@ _CONV_OPS = {
 }
 
 
-def _batch_norm(x, bns, training, update):
-    """One batch norm over the concatenated channels of the modules ``bns``.
-
-    Training statistics are those of ``x`` whatever the running statistics;
-    these are written back only when ``update`` is true (a cell recomputed by
-    checkpointing must not count a batch twice, and must run the very same
-    operations as the first time).
-    """
-    bn = bns[0]
-    if len(bns) == 1 and not (training and not update):
-        rm, rv = bn.running_mean, bn.running_var
-    else:
-        rm = torch.cat([b.running_mean for b in bns])
-        rv = torch.cat([b.running_var for b in bns])
-    out = F.batch_norm(x, rm, rv, None, None, training, bn.momentum, bn.eps)
-    if training and update:
-        with torch.no_grad():
-            if len(bns) > 1:
-                _copy_all([b.running_mean for b in bns], rm.split(bn.num_features))
-                _copy_all([b.running_var for b in bns], rv.split(bn.num_features))
-            _add_all([b.num_batches_tracked for b in bns], 1)
-    return out
-
-
 def _copy_all(dst, src):
     # Inductor (torch 2.11, CUDA) generated invalid Triton code for fused
     # foreach kernels inside a compiled cell: plain copies when compiling.
@@ -300,66 +277,24 @@ def _copy_all(dst, src):
         torch._foreach_copy_(dst, src)
 
 
+# Elements of one product of fused kernels on the CPU (see kernel_chunks).
+_CPU_PRODUCT = 2**18
+
+
+def _lerp_all(tensors, ends, weight):
+    if torch.compiler.is_compiling():
+        for t, e in zip(tensors, ends):
+            t.lerp_(e, weight)
+    else:
+        torch._foreach_lerp_(tensors, ends, weight)
+
+
 def _add_all(tensors, value):
     if torch.compiler.is_compiling():
         for t in tensors:
             t.add_(value)
     else:
         torch._foreach_add_(tensors, value)
-
-
-def _shared_batch_norm(x, bns, training, update):
-    """Batch norms of several edges over the same tensor (pooling on one state).
-
-    In training they all normalise with the same batch statistics, so the
-    normalised tensor is computed once (shape ``(n, 1, c, h, w)``); in
-    evaluation each edge's running statistics give its own slice.
-    """
-    bn = bns[0]
-    if training:
-        out, mean, invstd = torch.native_batch_norm(
-            x, None, None, None, None, True, bn.momentum, bn.eps
-        )
-        if update:
-            with torch.no_grad():
-                # The batch statistics, from what the normalisation computed.
-                count = x.numel() / x.shape[1]
-                dtype = bn.running_mean.dtype
-                var = invstd.to(dtype).pow(-2) - bn.eps
-                var = var * (count / max(count - 1, 1))
-                mean = mean.to(dtype)
-                for b in bns:
-                    b.running_mean.lerp_(mean, bn.momentum)
-                    b.running_var.lerp_(var, bn.momentum)
-                _add_all([b.num_batches_tracked for b in bns], 1)
-        return out.unsqueeze(1)
-    rm = torch.stack([b.running_mean for b in bns])[None, :, :, None, None]
-    rv = torch.stack([b.running_var for b in bns])[None, :, :, None, None]
-    return (x.unsqueeze(1) - rm) * torch.rsqrt(rv + bn.eps)
-
-
-def _relu_conv_bn(module, x, training, update):
-    seq = module
-    if isinstance(module, FactorizedReduce):
-        return _factorized_reduce([module], F.relu(x), training, update)
-    y = F.conv2d(F.relu(x), seq[1].weight, None, seq[1].stride, seq[1].padding)
-    return _batch_norm(y, [seq[2]], training, update)
-
-
-def _factorized_reduce(modules, r, training, update):
-    """FactorizedReduce of several edges on one ReLU'd input, batched.
-
-    Returns shape ``(n, len(modules) * c, h', w')``, edge by edge.
-    """
-    n = r.shape[0]
-    w1 = torch.cat([m.conv_1.weight for m in modules])
-    w2 = torch.cat([m.conv_2.weight for m in modules])
-    a = F.conv2d(r, w1, stride=2)
-    b = F.conv2d(F.pad(r, (0, 1, 0, 1))[:, :, 1:, 1:], w2, stride=2)
-    half = modules[0].conv_1.out_channels
-    shape = (n, len(modules), 1, half, a.shape[2], a.shape[3])
-    y = torch.cat([a.view(shape), b.view(shape)], dim=2).flatten(1, 3)
-    return _batch_norm(y, [m.bn for m in modules], training, update)
 
 
 class _StatePlan:
@@ -383,6 +318,151 @@ class _StatePlan:
             stride == 2 and "skip_connect" in self.groups
         )
 
+    def terms(self, training):
+        """(key, branches) of the mixing terms :meth:`SearchCell._state` makes."""
+        out = [(name, self.groups[name]) for name in self.conv_types]
+        for name in ("max_pool_3x3", "avg_pool_3x3"):
+            if name in self.groups:
+                shared = training or len(self.groups[name]) == 1
+                out.append((name + ("/shared" if shared else ""), self.groups[name]))
+        if "skip_connect" in self.groups:
+            key = "skip/shared" if self.stride == 1 else "skip"
+            out.append((key, self.groups["skip_connect"]))
+        if "noise" in self.groups and training:
+            out.append(("noise", self.groups["noise"]))
+        return out
+
+
+class _CellLayout:
+    """Where a cell's forward finds its kernels, statistics and mixing weights.
+
+    Worked out once, so that a forward gathers each kind of thing of the whole
+    cell with a few operations instead of a few per state:
+
+    - ``bns``: every batch norm of the cell, in the order of the normalisation
+      calls, those after pooling last (``calls`` maps a call to its index,
+      ``call_sizes`` gives its channels). A forward concatenates all running
+      statistics into one tensor, normalises with views of it and copies it
+      back once at the end.
+    - ``kernels``: per depthwise kernel size, the (pointwise, depthwise)
+      modules of every fused convolution of the cell in call order, the
+      calls, and their edge counts: a forward stacks each kind of module once
+      and multiplies them in as few products as :meth:`kernel_chunks` says.
+    - ``mixing``: per mode (training or not), the flat indices into the
+      (zero-padded) mixing weights of every term of every state, gathered at
+      once; ``entries`` maps (state, term) to its slice and matrix shape
+      (None for a per-edge vector).
+    """
+
+    def __init__(self, cell):
+        self.bns, self.call_sizes, self.call_first, self.calls = [], [], [], {}
+        kernels = {3: ([], [], [], []), 5: ([], [], [], [])}
+        for p, pre in enumerate((cell.preprocess0, cell.preprocess1)):
+            bn = pre.bn if isinstance(pre, FactorizedReduce) else pre[2]
+            self._call(("pre", p), [bn])
+        for plan in cell.plans:
+            for name in plan.conv_types:
+                branches = plan.groups[name]
+                pws, dws, keys, counts = kernels[_CONV_OPS[name][0]]
+                for stage in (0, 1) if name.startswith("sep") else (0,):
+                    stages = [cell._conv_stage(e, q, stage) for _, e, q in branches]
+                    dws.extend(s[0] for s in stages)
+                    pws.extend(s[1] for s in stages)
+                    keys.append((plan.i, name, stage))
+                    counts.append(len(stages))
+                    self._call((plan.i, name, stage), [s[2] for s in stages])
+            if plan.stride == 2 and "skip_connect" in plan.groups:
+                mods = [cell.edges[e].ops[q] for _, e, q in plan.groups["skip_connect"]]
+                self._call((plan.i, "skip"), [m.bn for m in mods])
+        self.kernels = [v for v in kernels.values() if v[0]]
+        self._chunks = {}
+        # In training the batch norms after one pooling of one state share the
+        # batch statistics: one region for all, updated at the end.
+        self.pool_index, self.pool_counts, pool_bns = {}, [], []
+        for plan in cell.plans:
+            for name in ("max_pool_3x3", "avg_pool_3x3"):
+                if name in plan.groups:
+                    mods = [cell.edges[e].ops[q][1] for _, e, q in plan.groups[name]]
+                    self.pool_index[plan.i, name] = len(self.pool_counts)
+                    self.pool_counts.append(len(mods))
+                    pool_bns.extend(mods)
+        self.n_norm_calls = len(self.call_sizes)
+        if pool_bns:
+            self._call("pool", pool_bns)
+        self.n_pool_bns = len(pool_bns)
+        self.pool_repeat = [
+            q for q, count in enumerate(self.pool_counts) for _ in range(count)
+        ]
+        self.bn_sizes = [b.num_features for b in self.bns]
+        self.split_sizes = self.call_sizes * 2
+        self.n_calls = len(self.call_sizes)
+        self.mixing, self.entries = {}, {}
+        pad = len(cell.edges) * cell.n_ops
+        for training in (True, False):
+            flat, entries = [], {}
+            for plan in cell.plans:
+                n_e = len(plan.edges)
+                for key, branches in plan.terms(training):
+                    if key.endswith("/shared") or [b[0] for b in branches] == list(
+                        range(n_e)
+                    ):
+                        # At most one branch per edge: a per-edge weight.
+                        index, shape = [pad] * n_e, None
+                        for p, e, q in branches:
+                            index[p] = e * cell.n_ops + q
+                    else:
+                        # Entry (edge position, branch) of the mixing matrix:
+                        # the branch's weight on its own edge's row, else zero.
+                        index, shape = [pad] * (n_e * len(branches)), (n_e, -1)
+                        for b, (p, e, q) in enumerate(branches):
+                            index[p * len(branches) + b] = e * cell.n_ops + q
+                    entries[plan.i, key] = (len(entries), shape)
+                    flat.append(index)
+            self.mixing[training] = flat
+            self.entries[training] = entries
+
+    def kernel_chunks(self, g, device_type):
+        """How to multiply the kernels of group ``g``: [(edges, keys, channels)].
+
+        On GPUs one product per group (a step there costs what it launches).
+        On the CPU, products of at most ``_CPU_PRODUCT`` elements, so that
+        the product and its backward stay in cache (measured: one product of
+        a whole cell is up to 2x slower than per call with 64 channels, and
+        up to 2x faster with 8 to 16).
+        """
+        if (g, device_type) not in self._chunks:
+            pws, dws, keys, counts = self.kernels[g]
+            size = pws[0].weight[0].numel() * dws[0].weight.numel()
+            limit = _CPU_PRODUCT if device_type == "cpu" else float("inf")
+            chunks = []
+            for key, count in zip(keys, counts):
+                if not chunks or (chunks[-1][0] + count) * size > limit:
+                    chunks.append([0, [], []])
+                chunks[-1][0] += count
+                chunks[-1][1].append(key)
+                chunks[-1][2].append(count * pws[0].weight.shape[0])
+            self._chunks[g, device_type] = chunks
+        return self._chunks[g, device_type]
+
+    def factor(self, counts, dtype):
+        """Per channel, n / (n - 1) for the ``counts`` of each normalisation."""
+        channels = self.call_sizes[: self.n_norm_calls] + [
+            self.call_sizes[-1] // self.n_pool_bns * repeat
+            for repeat in self.pool_counts
+        ]
+        return torch.cat(
+            [
+                torch.full((size,), count / max(count - 1, 1), dtype=dtype)
+                for size, count in zip(channels, counts)
+            ]
+        )
+
+    def _call(self, key, modules):
+        self.calls[key] = len(self.call_sizes)
+        self.call_sizes.append(sum(m.num_features for m in modules))
+        self.call_first.append(modules[0])
+        self.bns.extend(modules)
+
 
 class SearchCell(_Preprocess):
     """A supernet cell: every edge mixes all its candidate operations.
@@ -396,6 +476,12 @@ class SearchCell(_Preprocess):
     as one; pooling and its batch norm are computed once per state (in
     training all edges' batch norms of it agree); ``none`` is not computed;
     the mixing is one multiply-add per kind of operation.
+
+    On small tensors (and on GPUs) a step costs what it dispatches, not what
+    it computes, so what does not depend on a state is done once per cell
+    forward (see :class:`_CellLayout`): all fused kernels in two products, all
+    mixing weights in one gather, all running statistics in one tensor,
+    written back with one copy.
     """
 
     def __init__(
@@ -430,53 +516,160 @@ class SearchCell(_Preprocess):
             out = [(p, offsets[j] + i, j) for p, j in enumerate(range(first, n_nodes))]
             stride = 2 if reduction and i < 2 else 1
             self.plans.append(_StatePlan(i, out, edge_ops, stride))
+        self._layout = _CellLayout(self)
         self._index_cache = {}
 
-    def _selection(self, plan, key, branches, device):
-        """Cached (positions, flat weight indices) of a group, on ``device``."""
-        ck = (plan.i, key, str(device))
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_index_cache"] = {}  # device tensors, rebuilt on demand
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "_layout" not in state:  # pickled before the layout existed
+            self._layout = _CellLayout(self)
+        self._index_cache = {}
+
+    def _cached(self, key, device, make):
+        """A constant tensor on ``device``, built once by ``make()`` on the CPU."""
+        ck = (key, str(device))
         if ck not in self._index_cache:
-            # Entry (edge position, branch) of the mixing matrix is the
-            # branch's flat (edge, operation) weight on its own edge's row,
-            # else the zero appended to the weights.
-            pad = len(self.edges) * self.n_ops
-            index = torch.full((len(plan.edges), len(branches)), pad)
-            for b, (p, e, q) in enumerate(branches):
-                index[p, b] = e * self.n_ops + q
-            self._index_cache[ck] = index.to(device)
+            self._index_cache[ck] = make().to(device)
         return self._index_cache[ck]
 
     def forward(self, s0, s1, weights, edge_scale=None, update=True):
+        lay = self._layout
         training = self.training
-        states = [
-            _relu_conv_bn(self.preprocess0, s0, training, update),
-            _relu_conv_bn(self.preprocess1, s1, training, update),
-        ]
+        ctx = _Forward(lay, training)
+        if not training:
+            # All running statistics in one tensor, normalising with views.
+            stats = [b.running_mean for b in lay.bns] + [b.running_var for b in lay.bns]
+            ctx.views = torch.cat(stats).split(lay.split_sizes)
+        ctx.kernels = {}
+        for g, (pws, dws, _, _) in enumerate(lay.kernels):
+            pw = torch.stack([m.weight for m in pws])  # (b, out, in, 1, 1)
+            dw = torch.stack([m.weight for m in dws]).transpose(1, 2)  # (b,1,in,k,k)
+            chunks = lay.kernel_chunks(g, pw.device.type)
+            if len(chunks) > 1:
+                pairs = zip(
+                    pw.split([c[0] for c in chunks]), dw.split([c[0] for c in chunks])
+                )
+            else:
+                pairs = [(pw, dw)]
+            for (a, b), (_, keys, sizes) in zip(pairs, chunks):
+                # pointwise (out, in) times depthwise (in, k, k): fused kernels.
+                fused = (a * b).flatten(0, 1)
+                if len(keys) == 1:
+                    ctx.kernels[keys[0]] = fused
+                else:
+                    ctx.kernels.update(zip(keys, fused.split(sizes)))
         if edge_scale is not None:
             weights = weights * edge_scale[:, None]
-        w_ext = torch.cat([weights.flatten(), weights.new_zeros(1)])
-        nodes = [None] * self.n_nodes
+        # The mixing weights of every term, zero where a term has no branch.
+        index = self._cached(
+            ("mixing", training),
+            weights.device,
+            lambda: torch.tensor([i for ix in lay.mixing[training] for i in ix]),
+        )
+        padded = F.pad(weights.reshape(-1, 1), (0, 0, 0, 1))
+        ctx.mixing = padded.index_select(0, index).split(
+            [len(ix) for ix in lay.mixing[training]]
+        )
+
+        states = [
+            self._preprocess(self.preprocess0, s0, ctx, 0),
+            self._preprocess(self.preprocess1, s1, ctx, 1),
+        ]
         bypass = [None] * self.n_nodes
+        pending = None  # mixed sums of the nodes not complete yet
         for plan in self.plans:
             h = states[plan.i]
-            mixed, passed = self._state(plan, h, w_ext, training, update)
-            for p, e, j in plan.edges:
-                term = mixed[:, p]
-                nodes[j] = term if nodes[j] is None else nodes[j] + term
-                if passed is not None:
+            pending, passed = self._state(plan, h, ctx, pending)
+            if passed is not None:
+                for _, e, j in plan.edges:
                     t = passed * edge_scale[e]
                     bypass[j] = t if bypass[j] is None else bypass[j] + t
             if plan.i >= 1:
                 # Node j's last input is state j + 1: it is complete now.
                 j = plan.i - 1
-                node = nodes[j]
+                node, pending = pending.split([1, pending.shape[1] - 1], 1)
+                node = node.view(ctx.node_shape)
                 if bypass[j] is not None:
                     node = _channel_shuffle(torch.cat([node, bypass[j]], 1), self.k)
                 states.append(node)
+        if training and update:
+            # Only now, and only when ``update`` is true (a cell recomputed by
+            # checkpointing must not count a batch twice, and must run the
+            # very same operations as the first time).
+            with torch.no_grad():
+                self._update_statistics(ctx)
         return torch.cat(states[2:], dim=1)
 
-    def _state(self, plan, h, w_ext, training, update):
-        """Mixed outputs of all edges leaving state ``h``: (n, edges, c, h', w')."""
+    def _update_statistics(self, ctx):
+        """Running statistics of all batch norms of the cell, from the batch's.
+
+        Each normalisation in training kept its batch mean and inverse
+        standard deviation; one update, as :class:`torch.nn.BatchNorm2d`
+        does it (unbiased variance, ``momentum``), covers them all.
+        """
+        lay = self._layout
+        means, invstds, counts = [], [], []
+        for mean, invstd, count in ctx.batch:
+            means.append(mean)
+            invstds.append(invstd)
+            counts.append(count)
+        for (mean, invstd, count), repeat in zip(ctx.pool_stats, lay.pool_counts):
+            # Every edge's batch norm after this pooling: the same statistics.
+            means += [mean] * repeat
+            invstds += [invstd] * repeat
+            counts.append(count)
+        bn = lay.bns[0]
+        dtype = bn.running_mean.dtype
+        mean, invstd = torch.cat(means), torch.cat(invstds)
+        if mean.dtype != dtype:
+            mean, invstd = mean.to(dtype), invstd.to(dtype)
+        counts = tuple(counts)
+        factor = self._cached(
+            ("factor", counts, dtype), mean.device, lambda: lay.factor(counts, dtype)
+        )
+        var = (invstd.pow(-2) - bn.eps) * factor
+        _lerp_all(
+            [b.running_mean for b in lay.bns], mean.split(lay.bn_sizes), bn.momentum
+        )
+        _lerp_all(
+            [b.running_var for b in lay.bns], var.split(lay.bn_sizes), bn.momentum
+        )
+        _add_all([b.num_batches_tracked for b in lay.bns], 1)
+
+    def _preprocess(self, module, x, ctx, p):
+        if isinstance(module, FactorizedReduce):
+            return self._factorized_reduce([module], F.relu(x), ctx, ("pre", p))
+        conv = module[1]
+        y = F.conv2d(F.relu(x), conv.weight, None, conv.stride, conv.padding)
+        return ctx.norm(("pre", p), y)
+
+    def _factorized_reduce(self, modules, r, ctx, key):
+        """FactorizedReduce of several edges on one ReLU'd input, batched.
+
+        Returns shape ``(n, len(modules) * c, h', w')``, edge by edge.
+        """
+        n = r.shape[0]
+        w1 = torch.cat([m.conv_1.weight for m in modules])
+        w2 = torch.cat([m.conv_2.weight for m in modules])
+        a = F.conv2d(r, w1, stride=2)
+        b = F.conv2d(F.pad(r, (0, 1, 0, 1))[:, :, 1:, 1:], w2, stride=2)
+        half = modules[0].conv_1.out_channels
+        shape = (n, len(modules), 1, half, a.shape[2], a.shape[3])
+        y = torch.cat([a.view(shape), b.view(shape)], dim=2).flatten(1, 3)
+        return ctx.norm(key, y)
+
+    def _state(self, plan, h, ctx, pending):
+        """Add the mixed outputs of the edges leaving ``h`` to ``pending``.
+
+        Returns the sums, shape (n, edges, c * h' * w'), of the nodes these
+        edges go to (``pending``, those of the nodes not complete yet, first
+        in every sum), and with PC-DARTS the channels bypassing the edges.
+        """
         s = plan.stride
         passed = None
         if self.k > 1:
@@ -487,60 +680,55 @@ class SearchCell(_Preprocess):
             h = h[:, : self.c_op]
         n = h.shape[0]
         groups = plan.groups
-        terms = []  # (key, branches, tensor of shape (n, branches, ...))
+        training = ctx.training
+        # -(-a // s): the ceiling of a / s, the output size of every operation.
+        ctx.node_shape = (n, h.shape[1], -(-h.shape[2] // s), -(-h.shape[3] // s))
+        terms = []  # (key, tensor of shape (n, branches, c * h' * w'))
         r = F.relu(h) if plan.needs_relu else None
-        if plan.conv_types:
-            terms.extend(self._convs(plan, r, training, update))
+        for name in plan.conv_types:
+            terms.append((name, self._conv(plan, name, r, ctx)))
         for name, pool in (("max_pool_3x3", "max"), ("avg_pool_3x3", "avg")):
             if name in groups:
                 x = _pool(h, pool, s)
-                bns = [self.edges[e].ops[q][1] for _, e, q in groups[name]]
-                y = _shared_batch_norm(x, bns, training, update)
-                shared = "/shared" if y.shape[1] == 1 else ""
-                terms.append((name + shared, groups[name], y))
+                if training:
+                    y = ctx.pool_train(plan.i, name, x)
+                    terms.append((name + "/shared", y.view(n, 1, -1)))
+                else:
+                    y = ctx.pool_eval(plan.i, name, x)
+                    key = name + ("/shared" if y.shape[1] == 1 else "")
+                    terms.append((key, y.reshape(n, y.shape[1], -1)))
         if "skip_connect" in groups:
             if s == 1:
-                terms.append(("skip/shared", groups["skip_connect"], h.unsqueeze(1)))
+                terms.append(("skip/shared", h.reshape(n, 1, -1)))
             else:
                 mods = [self.edges[e].ops[q] for _, e, q in groups["skip_connect"]]
-                y = _factorized_reduce(mods, r, training, update)
-                terms.append(
-                    ("skip", groups["skip_connect"], y.unflatten(1, (len(mods), -1)))
-                )
+                y = self._factorized_reduce(mods, r, ctx, (plan.i, "skip"))
+                terms.append(("skip", y.view(n, len(mods), -1)))
         if "noise" in groups and training:
-            shape = (n, len(groups["noise"]), h.shape[1], *h[:, :, ::s, ::s].shape[2:])
-            terms.append(
-                (
-                    "noise",
-                    groups["noise"],
-                    torch.randn(shape, device=h.device, dtype=h.dtype),
-                )
-            )
-        out = None
-        n_edges = len(plan.edges)
-        for key, branches, y in terms:
-            index = self._selection(plan, key, branches, y.device)
-            y = y.reshape(n, y.shape[1], -1)
-            if key.endswith("/shared") or [b[0] for b in branches] == list(
-                range(n_edges)
-            ):
-                # One branch per edge, in edge order (or one branch shared by
-                # all edges): the mixing is a broadcast multiply-add.
-                m = w_ext[index].sum(1).to(y.dtype).view(1, n_edges, 1)
-                if out is None:
-                    out = y * m
-                else:
-                    out = torch.addcmul(out, y, m)
-                continue
-            t = torch.matmul(w_ext[index].to(y.dtype), y)
-            out = t if out is None else out + t
-        c, hh, ww = h.shape[1], *h[:, :, ::s, ::s].shape[2:]
+            branches = groups["noise"]
+            shape = (n, len(branches), h.shape[1], *ctx.node_shape[2:])
+            noise = torch.randn(shape, device=h.device, dtype=h.dtype)
+            terms.append(("noise", noise.view(n, len(branches), -1)))
+        out = pending
+        entries = ctx.layout.entries[training]
+        for key, y in terms:
+            slot, shape = entries[plan.i, key]
+            m = ctx.mixing[slot]
+            if m.dtype != y.dtype:
+                m = m.to(y.dtype)
+            if shape is None:
+                # One branch per edge (or one shared by all edges): a
+                # broadcast multiply-add.
+                out = y * m if out is None else torch.addcmul(out, y, m)
+            else:
+                t = torch.matmul(m.view(shape), y)
+                out = t if out is None else out + t
         if out is None:
-            out = h.new_zeros(n, len(plan.edges), c * hh * ww)
-        return out.view(n, len(plan.edges), c, hh, ww), passed
+            out = h.new_zeros(n, len(plan.edges), math.prod(ctx.node_shape[1:]))
+        return out, passed
 
-    def _convs(self, plan, r, training, update):
-        """Every convolution on one state, as mixing terms (see :meth:`_state`).
+    def _conv(self, plan, name, r, ctx):
+        """One kind of convolution on all edges leaving a state: (n, edges, -1).
 
         A depthwise convolution followed by a pointwise one is one dense
         convolution whose kernel is their product. On the channel counts of
@@ -550,22 +738,16 @@ class SearchCell(_Preprocess):
         dense convolution over all its edges, plus, for separable ones, one
         grouped convolution for all their second halves.
         """
-        s = plan.stride
-        terms = []
-        for name in plan.conv_types:
-            branches = plan.groups[name]
-            k, dilation = _CONV_OPS[name]
-            stages = [self._conv_stage(e, q, 0) for _, e, q in branches]
-            w = _fused_kernel(stages)
-            y = F.conv2d(r, w, None, s, dilation * (k // 2), dilation)
-            y = _batch_norm(y, [m[2] for m in stages], training, update)
-            if name.startswith("sep"):
-                stages = [self._conv_stage(e, q, 1) for _, e, q in branches]
-                w = _fused_kernel(stages)
-                y = F.conv2d(F.relu(y), w, None, 1, k // 2, 1, len(branches))
-                y = _batch_norm(y, [m[2] for m in stages], training, update)
-            terms.append((name, branches, y.unflatten(1, (len(branches), -1))))
-        return terms
+        k, dilation = _CONV_OPS[name]
+        n_b = len(plan.groups[name])
+        w = ctx.kernels[plan.i, name, 0]
+        y = F.conv2d(r, w, None, plan.stride, dilation * (k // 2), dilation)
+        y = ctx.norm((plan.i, name, 0), y)
+        if name.startswith("sep"):
+            w = ctx.kernels[plan.i, name, 1]
+            y = F.conv2d(F.relu(y), w, None, 1, k // 2, 1, n_b)
+            y = ctx.norm((plan.i, name, 1), y)
+        return y.view(y.shape[0], n_b, -1)
 
     def _name(self, e, q):
         return self.edges[e].op_names[q]
@@ -577,12 +759,69 @@ class SearchCell(_Preprocess):
         return block[1], block[2], block[3]
 
 
-def _fused_kernel(stages):
-    """The dense kernels of (depthwise, pointwise) pairs, stacked: (b * c, c, k, k)."""
-    pw = torch.stack([pw.weight for _, pw, _ in stages])  # (b, out, in, 1, 1)
-    dw = torch.stack([dw.weight for dw, _, _ in stages])  # (b, in, 1, k, k)
-    # pointwise (out, in) times depthwise (in, k, k): the composed kernel.
-    return (pw * dw.transpose(1, 2)).flatten(0, 1)
+class _Forward:
+    """What one cell forward shares between its states."""
+
+    def __init__(self, layout, training):
+        self.layout = layout
+        self.training = training
+        # Training: the (mean, invstd, count) of each normalisation call and
+        # of each pooling's, for :meth:`SearchCell._update_statistics`.
+        # Evaluation: ``views`` of the running statistics, per call.
+        self.batch = [None] * layout.n_norm_calls
+        self.pool_stats = [None] * len(layout.pool_counts)
+        self.views = self.kernels = self.mixing = self.node_shape = None
+
+    def norm(self, key, x):
+        """Batch norm ``key`` of the layout (see :class:`_CellLayout`) of ``x``."""
+        lay = self.layout
+        ci = lay.calls[key]
+        bn = lay.call_first[ci]
+        if self.training:
+            # Without running statistics: nothing the backward pass keeps
+            # is written to afterwards.
+            y, mean, invstd = torch.native_batch_norm(
+                x, None, None, None, None, True, bn.momentum, bn.eps
+            )
+            self.batch[ci] = (mean, invstd, x.numel() // x.shape[1])
+            return y
+        return F.batch_norm(
+            x,
+            self.views[ci],
+            self.views[lay.n_calls + ci],
+            None,
+            None,
+            False,
+            bn.momentum,
+            bn.eps,
+        )
+
+    def pool_train(self, i, name, x):
+        """Training batch norm of the edges after one pooling (shared): (n, c, h, w)."""
+        lay = self.layout
+        bn = lay.call_first[lay.calls["pool"]]
+        y, mean, invstd = torch.native_batch_norm(
+            x, None, None, None, None, True, bn.momentum, bn.eps
+        )
+        self.pool_stats[lay.pool_index[i, name]] = (
+            mean,
+            invstd,
+            x.numel() // x.shape[1],
+        )
+        return y
+
+    def pool_eval(self, i, name, x):
+        """Evaluation batch norms of the edges after one pooling: (n, b, c, h, w)."""
+        lay = self.layout
+        q = lay.pool_index[i, name]
+        ci = lay.calls["pool"]
+        start = sum(lay.pool_counts[:q])
+        end = start + lay.pool_counts[q]
+        rm = self.views[ci].view(lay.n_pool_bns, -1)[start:end]
+        rv = self.views[lay.n_calls + ci].view(lay.n_pool_bns, -1)[start:end]
+        bn = lay.call_first[ci]
+        rm, rv = rm[None, :, :, None, None], rv[None, :, :, None, None]
+        return (x.unsqueeze(1) - rm) * torch.rsqrt(rv + bn.eps)
 
 
 def _pool(x, kind, stride):
