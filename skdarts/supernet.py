@@ -314,20 +314,31 @@ class _StatePlan:
             for q, name in enumerate(edge_ops[e]):
                 self.groups.setdefault(name, []).append((p, e, q))
         self.conv_types = [n for n in _CONV_OPS if n in self.groups]
-        self.needs_relu = bool(self.conv_types) or (
-            stride == 2 and "skip_connect" in self.groups
-        )
+        self.reduce_skip = stride == 2 and "skip_connect" in self.groups
+        self.pools = [n for n in ("max_pool_3x3", "avg_pool_3x3") if n in self.groups]
+        self.needs_relu = bool(self.conv_types) or self.reduce_skip
+
+    def columns(self, training):
+        """Branches of each column of the normalised outputs of the state.
+
+        Columns are what :meth:`SearchCell._state` mixes with one matrix
+        product: each convolution branch, each factorized reduction, and
+        each pooling (in training its batch norms agree on all its edges:
+        one column shared by all its branches; in evaluation one per branch).
+        """
+        out = [[b] for name in self.conv_types for b in self.groups[name]]
+        if self.reduce_skip:
+            out += [[b] for b in self.groups["skip_connect"]]
+        for name in self.pools:
+            branches = self.groups[name]
+            out += [branches] if training else [[b] for b in branches]
+        return out
 
     def terms(self, training):
-        """(key, branches) of the mixing terms :meth:`SearchCell._state` makes."""
-        out = [(name, self.groups[name]) for name in self.conv_types]
-        for name in ("max_pool_3x3", "avg_pool_3x3"):
-            if name in self.groups:
-                shared = training or len(self.groups[name]) == 1
-                out.append((name + ("/shared" if shared else ""), self.groups[name]))
-        if "skip_connect" in self.groups:
-            key = "skip/shared" if self.stride == 1 else "skip"
-            out.append((key, self.groups["skip_connect"]))
+        """(key, branches) of what is mixed outside the matrix product."""
+        out = []
+        if "skip_connect" in self.groups and self.stride == 1:
+            out.append(("skip", self.groups["skip_connect"]))
         if "noise" in self.groups and training:
             out.append(("noise", self.groups["noise"]))
         return out
@@ -339,28 +350,35 @@ class _CellLayout:
     Worked out once, so that a forward gathers each kind of thing of the whole
     cell with a few operations instead of a few per state:
 
-    - ``bns``: every batch norm of the cell, in the order of the normalisation
-      calls, those after pooling last (``calls`` maps a call to its index,
-      ``call_sizes`` gives its channels). A forward concatenates all running
-      statistics into one tensor, normalises with views of it and copies it
-      back once at the end.
+    - ``bns``: every batch norm of the cell, in the order of the evaluation
+      normalisation calls (``eval_calls`` maps a call to its index,
+      ``eval_sizes`` gives its channels). In evaluation a forward
+      concatenates all running statistics and normalises with views of them.
+      In training each state normalises everything it mixes in one call (of
+      ``train_calls``), without running statistics; at the end one update
+      from all batch statistics (``chan_map``: where each running statistic
+      finds its batch statistic) covers the whole cell.
     - ``kernels``: per depthwise kernel size, the (pointwise, depthwise)
       modules of every fused convolution of the cell in call order, the
       calls, and their edge counts: a forward stacks each kind of module once
       and multiplies them in as few products as :meth:`kernel_chunks` says.
     - ``mixing``: per mode (training or not), the flat indices into the
-      (zero-padded) mixing weights of every term of every state, gathered at
-      once; ``entries`` maps (state, term) to its slice and matrix shape
-      (None for a per-edge vector).
+      (zero-padded) mixing weights of every mixing matrix or vector of every
+      state, gathered at once; ``entries`` maps (state, key) to its slice and
+      matrix shape (None for a per-edge vector).
     """
 
     def __init__(self, cell):
-        self.bns, self.call_sizes, self.call_first, self.calls = [], [], [], {}
+        self.bns, self.eval_calls, self.eval_sizes = [], {}, []
+        self.train_calls, self.train_sizes, chan_map = {}, [], []
         kernels = {3: ([], [], [], []), 5: ([], [], [], [])}
         for p, pre in enumerate((cell.preprocess0, cell.preprocess1)):
             bn = pre.bn if isinstance(pre, FactorizedReduce) else pre[2]
-            self._call(("pre", p), [bn])
+            self._eval_call(("pre", p), [bn])
+            start = self._train_call(("pre", p), bn.num_features)
+            chan_map.extend(range(start, start + bn.num_features))
         for plan in cell.plans:
+            final = []  # batch norms of the state's joint normalisation
             for name in plan.conv_types:
                 branches = plan.groups[name]
                 pws, dws, keys, counts = kernels[_CONV_OPS[name][0]]
@@ -370,53 +388,66 @@ class _CellLayout:
                     pws.extend(s[1] for s in stages)
                     keys.append((plan.i, name, stage))
                     counts.append(len(stages))
-                    self._call((plan.i, name, stage), [s[2] for s in stages])
-            if plan.stride == 2 and "skip_connect" in plan.groups:
+                bns = [s[2] for s in stages]
+                if name.startswith("sep"):
+                    first = [cell._conv_stage(e, q, 0)[2] for _, e, q in branches]
+                    self._eval_call((plan.i, name), first)
+                    size = sum(b.num_features for b in first)
+                    start = self._train_call((plan.i, name), size)
+                    chan_map.extend(range(start, start + size))
+                final.extend(bns)
+            if plan.reduce_skip:
                 mods = [cell.edges[e].ops[q] for _, e, q in plan.groups["skip_connect"]]
-                self._call((plan.i, "skip"), [m.bn for m in mods])
+                final.extend(m.bn for m in mods)
+            if not final and not plan.pools:
+                continue
+            size = sum(b.num_features for b in final)
+            start = self._train_call(
+                (plan.i, "final"), size + cell.c_op * len(plan.pools)
+            )
+            if final:
+                self._eval_call((plan.i, "final"), final)
+                chan_map.extend(range(start, start + size))
+            for slot, name in enumerate(plan.pools):
+                mods = [cell.edges[e].ops[q][1] for _, e, q in plan.groups[name]]
+                self._eval_call((plan.i, name), mods)
+                offset = start + size + slot * cell.c_op
+                for _ in mods:
+                    chan_map.extend(range(offset, offset + cell.c_op))
+        self.chan_map = chan_map
         self.kernels = [v for v in kernels.values() if v[0]]
         self._chunks = {}
-        # In training the batch norms after one pooling of one state share the
-        # batch statistics: one region for all, updated at the end.
-        self.pool_index, self.pool_counts, pool_bns = {}, [], []
-        for plan in cell.plans:
-            for name in ("max_pool_3x3", "avg_pool_3x3"):
-                if name in plan.groups:
-                    mods = [cell.edges[e].ops[q][1] for _, e, q in plan.groups[name]]
-                    self.pool_index[plan.i, name] = len(self.pool_counts)
-                    self.pool_counts.append(len(mods))
-                    pool_bns.extend(mods)
-        self.n_norm_calls = len(self.call_sizes)
-        if pool_bns:
-            self._call("pool", pool_bns)
-        self.n_pool_bns = len(pool_bns)
-        self.pool_repeat = [
-            q for q, count in enumerate(self.pool_counts) for _ in range(count)
-        ]
         self.bn_sizes = [b.num_features for b in self.bns]
-        self.split_sizes = self.call_sizes * 2
-        self.n_calls = len(self.call_sizes)
+        self.split_sizes = self.eval_sizes * 2
+        self.n_eval_calls = len(self.eval_sizes)
         self.mixing, self.entries = {}, {}
         pad = len(cell.edges) * cell.n_ops
         for training in (True, False):
             flat, entries = [], {}
             for plan in cell.plans:
                 n_e = len(plan.edges)
+                columns = plan.columns(training)
+                if columns:
+                    # Entry (edge position, column) of the mixing matrix: the
+                    # weight of the column's branch on that edge, else zero.
+                    t = len(columns)
+                    index = [pad] * (n_e * t)
+                    for col, branches in enumerate(columns):
+                        for p, e, q in branches:
+                            index[p * t + col] = e * cell.n_ops + q
+                    entries[plan.i, "columns"] = (len(flat), (n_e, t))
+                    flat.append(index)
                 for key, branches in plan.terms(training):
-                    if key.endswith("/shared") or [b[0] for b in branches] == list(
-                        range(n_e)
-                    ):
+                    if key == "skip" or [b[0] for b in branches] == list(range(n_e)):
                         # At most one branch per edge: a per-edge weight.
                         index, shape = [pad] * n_e, None
                         for p, e, q in branches:
                             index[p] = e * cell.n_ops + q
                     else:
-                        # Entry (edge position, branch) of the mixing matrix:
-                        # the branch's weight on its own edge's row, else zero.
                         index, shape = [pad] * (n_e * len(branches)), (n_e, -1)
                         for b, (p, e, q) in enumerate(branches):
                             index[p * len(branches) + b] = e * cell.n_ops + q
-                    entries[plan.i, key] = (len(entries), shape)
+                    entries[plan.i, key] = (len(flat), shape)
                     flat.append(index)
             self.mixing[training] = flat
             self.entries[training] = entries
@@ -445,23 +476,24 @@ class _CellLayout:
         return self._chunks[g, device_type]
 
     def factor(self, counts, dtype):
-        """Per channel, n / (n - 1) for the ``counts`` of each normalisation."""
-        channels = self.call_sizes[: self.n_norm_calls] + [
-            self.call_sizes[-1] // self.n_pool_bns * repeat
-            for repeat in self.pool_counts
-        ]
+        """Per batch statistic, n / (n - 1) for the ``counts`` of each call."""
         return torch.cat(
             [
                 torch.full((size,), count / max(count - 1, 1), dtype=dtype)
-                for size, count in zip(channels, counts)
+                for size, count in zip(self.train_sizes, counts)
             ]
         )
 
-    def _call(self, key, modules):
-        self.calls[key] = len(self.call_sizes)
-        self.call_sizes.append(sum(m.num_features for m in modules))
-        self.call_first.append(modules[0])
+    def _eval_call(self, key, modules):
+        self.eval_calls[key] = len(self.eval_sizes)
+        self.eval_sizes.append(sum(m.num_features for m in modules))
         self.bns.extend(modules)
+
+    def _train_call(self, key, size):
+        self.train_calls[key] = len(self.train_sizes)
+        start = sum(self.train_sizes)
+        self.train_sizes.append(size)
+        return start
 
 
 class SearchCell(_Preprocess):
@@ -472,16 +504,16 @@ class SearchCell(_Preprocess):
     batches the work per input state: the ReLU every convolution starts with
     is computed once per state; each depthwise-pointwise pair is one dense
     convolution with their product as kernel, and those of all edges leaving
-    a state run as one convolution per kind of operation, their batch norms
-    as one; pooling and its batch norm are computed once per state (in
-    training all edges' batch norms of it agree); ``none`` is not computed;
-    the mixing is one multiply-add per kind of operation.
+    a state run as one convolution per kind of operation; pooling is
+    computed once per state; ``none`` is not computed. In training, all
+    outputs of a state that end in a batch norm are normalised in one call
+    (pooling once: all edges' batch norms of it agree), and mixed into the
+    edges by one matrix product.
 
     On small tensors (and on GPUs) a step costs what it dispatches, not what
     it computes, so what does not depend on a state is done once per cell
-    forward (see :class:`_CellLayout`): all fused kernels in two products, all
-    mixing weights in one gather, all running statistics in one tensor,
-    written back with one copy.
+    forward (see :class:`_CellLayout`): all fused kernels in a few products,
+    all mixing weights in one gather, all running statistics in one update.
     """
 
     def __init__(
@@ -565,7 +597,7 @@ class SearchCell(_Preprocess):
                     ctx.kernels.update(zip(keys, fused.split(sizes)))
         if edge_scale is not None:
             weights = weights * edge_scale[:, None]
-        # The mixing weights of every term, zero where a term has no branch.
+        # The mixing weights of every state, zero where a branch is absent.
         index = self._cached(
             ("mixing", training),
             weights.device,
@@ -613,45 +645,38 @@ class SearchCell(_Preprocess):
         does it (unbiased variance, ``momentum``), covers them all.
         """
         lay = self._layout
-        means, invstds, counts = [], [], []
-        for mean, invstd, count in ctx.batch:
-            means.append(mean)
-            invstds.append(invstd)
-            counts.append(count)
-        for (mean, invstd, count), repeat in zip(ctx.pool_stats, lay.pool_counts):
-            # Every edge's batch norm after this pooling: the same statistics.
-            means += [mean] * repeat
-            invstds += [invstd] * repeat
-            counts.append(count)
         bn = lay.bns[0]
         dtype = bn.running_mean.dtype
-        mean, invstd = torch.cat(means), torch.cat(invstds)
+        mean = torch.cat([b[0] for b in ctx.batch])
+        invstd = torch.cat([b[1] for b in ctx.batch])
         if mean.dtype != dtype:
             mean, invstd = mean.to(dtype), invstd.to(dtype)
-        counts = tuple(counts)
+        counts = tuple(b[2] for b in ctx.batch)
         factor = self._cached(
             ("factor", counts, dtype), mean.device, lambda: lay.factor(counts, dtype)
         )
         var = (invstd.pow(-2) - bn.eps) * factor
-        _lerp_all(
-            [b.running_mean for b in lay.bns], mean.split(lay.bn_sizes), bn.momentum
+        chan_map = self._cached(
+            "chan_map", mean.device, lambda: torch.tensor(lay.chan_map)
         )
-        _lerp_all(
-            [b.running_var for b in lay.bns], var.split(lay.bn_sizes), bn.momentum
-        )
+        # Row 0: every running mean's batch mean, row 1: variances.
+        new = torch.stack([mean, var]).index_select(1, chan_map)
+        buffers = [b.running_mean for b in lay.bns] + [b.running_var for b in lay.bns]
+        _lerp_all(buffers, new.view(-1).split(lay.bn_sizes * 2), bn.momentum)
         _add_all([b.num_batches_tracked for b in lay.bns], 1)
 
     def _preprocess(self, module, x, ctx, p):
         if isinstance(module, FactorizedReduce):
-            return self._factorized_reduce([module], F.relu(x), ctx, ("pre", p))
+            return ctx.norm(("pre", p), self._factorized_reduce([module], F.relu(x)))
         conv = module[1]
         y = F.conv2d(F.relu(x), conv.weight, None, conv.stride, conv.padding)
         return ctx.norm(("pre", p), y)
 
-    def _factorized_reduce(self, modules, r, ctx, key):
+    def _factorized_reduce(self, modules, r):
         """FactorizedReduce of several edges on one ReLU'd input, batched.
 
-        Returns shape ``(n, len(modules) * c, h', w')``, edge by edge.
+        Returns shape ``(n, len(modules) * c, h', w')``, edge by edge, before
+        the batch norm.
         """
         n = r.shape[0]
         w1 = torch.cat([m.conv_1.weight for m in modules])
@@ -660,8 +685,7 @@ class SearchCell(_Preprocess):
         b = F.conv2d(F.pad(r, (0, 1, 0, 1))[:, :, 1:, 1:], w2, stride=2)
         half = modules[0].conv_1.out_channels
         shape = (n, len(modules), 1, half, a.shape[2], a.shape[3])
-        y = torch.cat([a.view(shape), b.view(shape)], dim=2).flatten(1, 3)
-        return ctx.norm(key, y)
+        return torch.cat([a.view(shape), b.view(shape)], dim=2).flatten(1, 3)
 
     def _state(self, plan, h, ctx, pending):
         """Add the mixed outputs of the edges leaving ``h`` to ``pending``.
@@ -679,39 +703,42 @@ class SearchCell(_Preprocess):
                 passed = F.max_pool2d(passed, 2, 2, ceil_mode=True)
             h = h[:, : self.c_op]
         n = h.shape[0]
-        groups = plan.groups
         training = ctx.training
         # -(-a // s): the ceiling of a / s, the output size of every operation.
         ctx.node_shape = (n, h.shape[1], -(-h.shape[2] // s), -(-h.shape[3] // s))
-        terms = []  # (key, tensor of shape (n, branches, c * h' * w'))
+        size = math.prod(ctx.node_shape[1:])
+        raw = []  # outputs that end in a batch norm, in column order
         r = F.relu(h) if plan.needs_relu else None
         for name in plan.conv_types:
-            terms.append((name, self._conv(plan, name, r, ctx)))
-        for name, pool in (("max_pool_3x3", "max"), ("avg_pool_3x3", "avg")):
-            if name in groups:
-                x = _pool(h, pool, s)
-                if training:
-                    y = ctx.pool_train(plan.i, name, x)
-                    terms.append((name + "/shared", y.view(n, 1, -1)))
-                else:
-                    y = ctx.pool_eval(plan.i, name, x)
-                    key = name + ("/shared" if y.shape[1] == 1 else "")
-                    terms.append((key, y.reshape(n, y.shape[1], -1)))
-        if "skip_connect" in groups:
-            if s == 1:
-                terms.append(("skip/shared", h.reshape(n, 1, -1)))
-            else:
-                mods = [self.edges[e].ops[q] for _, e, q in groups["skip_connect"]]
-                y = self._factorized_reduce(mods, r, ctx, (plan.i, "skip"))
-                terms.append(("skip", y.view(n, len(mods), -1)))
-        if "noise" in groups and training:
-            branches = groups["noise"]
-            shape = (n, len(branches), h.shape[1], *ctx.node_shape[2:])
-            noise = torch.randn(shape, device=h.device, dtype=h.dtype)
-            terms.append(("noise", noise.view(n, len(branches), -1)))
+            raw.append(self._conv(plan, name, r, ctx))
+        if plan.reduce_skip:
+            mods = [self.edges[e].ops[q] for _, e, q in plan.groups["skip_connect"]]
+            raw.append(self._factorized_reduce(mods, r))
+        pools = [(name, _pool(h, name[:3], s)) for name in plan.pools]
+        columns = []
+        if training:
+            raw += [x for _, x in pools]
+        if raw:
+            x = raw[0] if len(raw) == 1 else torch.cat(raw, 1)
+            columns.append(ctx.norm((plan.i, "final"), x).view(n, -1, size))
+        if not training:
+            columns += [
+                ctx.pool_eval(plan.i, name, x).view(n, -1, size) for name, x in pools
+            ]
         out = pending
         entries = ctx.layout.entries[training]
-        for key, y in terms:
+        if columns:
+            y = columns[0] if len(columns) == 1 else torch.cat(columns, 1)
+            slot, shape = entries[plan.i, "columns"]
+            m = ctx.mixing[slot].view(shape)
+            t = torch.matmul(m if m.dtype == y.dtype else m.to(y.dtype), y)
+            out = t if out is None else out + t
+        for key, branches in plan.terms(training):
+            if key == "skip":
+                y = h.reshape(n, 1, size)
+            else:
+                shape = (n, len(branches), *ctx.node_shape[1:])
+                y = torch.randn(shape, device=h.device, dtype=h.dtype).view(n, -1, size)
             slot, shape = entries[plan.i, key]
             m = ctx.mixing[slot]
             if m.dtype != y.dtype:
@@ -724,11 +751,12 @@ class SearchCell(_Preprocess):
                 t = torch.matmul(m.view(shape), y)
                 out = t if out is None else out + t
         if out is None:
-            out = h.new_zeros(n, len(plan.edges), math.prod(ctx.node_shape[1:]))
+            out = h.new_zeros(n, len(plan.edges), size)
         return out, passed
 
     def _conv(self, plan, name, r, ctx):
-        """One kind of convolution on all edges leaving a state: (n, edges, -1).
+        """One kind of convolution on all edges leaving a state, before its last
+        batch norm: (n, edges * c, h', w').
 
         A depthwise convolution followed by a pointwise one is one dense
         convolution whose kernel is their product. On the channel counts of
@@ -739,15 +767,13 @@ class SearchCell(_Preprocess):
         grouped convolution for all their second halves.
         """
         k, dilation = _CONV_OPS[name]
-        n_b = len(plan.groups[name])
         w = ctx.kernels[plan.i, name, 0]
         y = F.conv2d(r, w, None, plan.stride, dilation * (k // 2), dilation)
-        y = ctx.norm((plan.i, name, 0), y)
         if name.startswith("sep"):
+            y = F.relu(ctx.norm((plan.i, name), y))
             w = ctx.kernels[plan.i, name, 1]
-            y = F.conv2d(F.relu(y), w, None, 1, k // 2, 1, n_b)
-            y = ctx.norm((plan.i, name, 1), y)
-        return y.view(y.shape[0], n_b, -1)
+            y = F.conv2d(y, w, None, 1, k // 2, 1, len(plan.groups[name]))
+        return y
 
     def _name(self, e, q):
         return self.edges[e].op_names[q]
@@ -765,63 +791,37 @@ class _Forward:
     def __init__(self, layout, training):
         self.layout = layout
         self.training = training
-        # Training: the (mean, invstd, count) of each normalisation call and
-        # of each pooling's, for :meth:`SearchCell._update_statistics`.
-        # Evaluation: ``views`` of the running statistics, per call.
-        self.batch = [None] * layout.n_norm_calls
-        self.pool_stats = [None] * len(layout.pool_counts)
+        bn = layout.bns[0]
+        self.momentum, self.eps = bn.momentum, bn.eps
+        # Training: the (mean, invstd, count) of each normalisation call, for
+        # :meth:`SearchCell._update_statistics`. Evaluation: ``views`` of the
+        # running statistics, per call.
+        self.batch = [None] * len(layout.train_sizes)
         self.views = self.kernels = self.mixing = self.node_shape = None
 
     def norm(self, key, x):
         """Batch norm ``key`` of the layout (see :class:`_CellLayout`) of ``x``."""
         lay = self.layout
-        ci = lay.calls[key]
-        bn = lay.call_first[ci]
         if self.training:
             # Without running statistics: nothing the backward pass keeps
             # is written to afterwards.
             y, mean, invstd = torch.native_batch_norm(
-                x, None, None, None, None, True, bn.momentum, bn.eps
+                x, None, None, None, None, True, self.momentum, self.eps
             )
-            self.batch[ci] = (mean, invstd, x.numel() // x.shape[1])
+            self.batch[lay.train_calls[key]] = (mean, invstd, x.numel() // x.shape[1])
             return y
-        return F.batch_norm(
-            x,
-            self.views[ci],
-            self.views[lay.n_calls + ci],
-            None,
-            None,
-            False,
-            bn.momentum,
-            bn.eps,
-        )
-
-    def pool_train(self, i, name, x):
-        """Training batch norm of the edges after one pooling (shared): (n, c, h, w)."""
-        lay = self.layout
-        bn = lay.call_first[lay.calls["pool"]]
-        y, mean, invstd = torch.native_batch_norm(
-            x, None, None, None, None, True, bn.momentum, bn.eps
-        )
-        self.pool_stats[lay.pool_index[i, name]] = (
-            mean,
-            invstd,
-            x.numel() // x.shape[1],
-        )
-        return y
+        ci = lay.eval_calls[key]
+        rm, rv = self.views[ci], self.views[lay.n_eval_calls + ci]
+        return F.batch_norm(x, rm, rv, None, None, False, self.momentum, self.eps)
 
     def pool_eval(self, i, name, x):
         """Evaluation batch norms of the edges after one pooling: (n, b, c, h, w)."""
         lay = self.layout
-        q = lay.pool_index[i, name]
-        ci = lay.calls["pool"]
-        start = sum(lay.pool_counts[:q])
-        end = start + lay.pool_counts[q]
-        rm = self.views[ci].view(lay.n_pool_bns, -1)[start:end]
-        rv = self.views[lay.n_calls + ci].view(lay.n_pool_bns, -1)[start:end]
-        bn = lay.call_first[ci]
-        rm, rv = rm[None, :, :, None, None], rv[None, :, :, None, None]
-        return (x.unsqueeze(1) - rm) * torch.rsqrt(rv + bn.eps)
+        ci = lay.eval_calls[i, name]
+        c = x.shape[1]
+        rm = self.views[ci].view(1, -1, c, 1, 1)
+        rv = self.views[lay.n_eval_calls + ci].view(1, -1, c, 1, 1)
+        return (x.unsqueeze(1) - rm) * torch.rsqrt(rv + self.eps)
 
 
 def _pool(x, kind, stride):
