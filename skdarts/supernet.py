@@ -731,7 +731,7 @@ class SearchCell(_Preprocess):
             y = columns[0] if len(columns) == 1 else torch.cat(columns, 1)
             slot, shape = entries[plan.i, "columns"]
             m = ctx.mixing[slot].view(shape)
-            t = torch.matmul(m if m.dtype == y.dtype else m.to(y.dtype), y)
+            t = _mix(m if m.dtype == y.dtype else m.to(y.dtype), y)
             out = t if out is None else out + t
         for key, branches in plan.terms(training):
             if key == "skip":
@@ -748,7 +748,7 @@ class SearchCell(_Preprocess):
                 # broadcast multiply-add.
                 out = y * m if out is None else torch.addcmul(out, y, m)
             else:
-                t = torch.matmul(m.view(shape), y)
+                t = _mix(m.view(shape), y)
                 out = t if out is None else out + t
         if out is None:
             out = h.new_zeros(n, len(plan.edges), size)
@@ -822,6 +822,16 @@ class _Forward:
         rm = self.views[ci].view(1, -1, c, 1, 1)
         rv = self.views[lay.n_eval_calls + ci].view(1, -1, c, 1, 1)
         return (x.unsqueeze(1) - rm) * torch.rsqrt(rv + self.eps)
+
+
+def _mix(m, y):
+    """``m @ y[i]`` for every sample ``i``: (edges, t) @ (n, t, l) -> (n, edges, l).
+
+    A batched product: ``torch.matmul`` folds this case into one product
+    of the transposed ``y``, which costs a copy of ``y`` and returns a
+    transposed (non-contiguous) result.
+    """
+    return torch.bmm(m.expand(y.shape[0], -1, -1), y)
 
 
 def _pool(x, kind, stride):
