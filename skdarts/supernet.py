@@ -303,16 +303,28 @@ class _StatePlan:
     ``edges`` are the (position, edge index, node) of the edges leaving the
     state; ``groups`` maps each operation name to its branches, the
     (position, edge index, operation index) triples that use it.
+
+    A plan may cover the two cell inputs at once (``n_in`` = 2: both exist
+    from the start and their edges go to the same nodes): the input is then
+    both states concatenated, and every convolution is grouped by state.
+    Branches are in state order, and ``by_state`` splits them per state.
     """
 
-    def __init__(self, i, edges, edge_ops, stride):
+    def __init__(self, i, edges, edge_ops, stride, n_in=1):
         self.i = i
+        self.last = i + n_in - 1  # the last state covered
+        self.n_in = n_in
         self.stride = stride
         self.edges = edges
         self.groups = {}
-        for p, e, _ in edges:
-            for q, name in enumerate(edge_ops[e]):
-                self.groups.setdefault(name, []).append((p, e, q))
+        self.by_state = {}
+        per_state = len(edges) // n_in
+        for g in range(n_in):
+            for p, e, _ in edges[g * per_state : (g + 1) * per_state]:
+                for q, name in enumerate(edge_ops[e]):
+                    self.groups.setdefault(name, []).append((p, e, q))
+                    self.by_state.setdefault(name, [[] for _ in range(n_in)])
+                    self.by_state[name][g].append((p, e, q))
         self.conv_types = [n for n in _CONV_OPS if n in self.groups]
         self.reduce_skip = stride == 2 and "skip_connect" in self.groups
         self.pools = [n for n in ("max_pool_3x3", "avg_pool_3x3") if n in self.groups]
@@ -330,15 +342,23 @@ class _StatePlan:
         if self.reduce_skip:
             out += [[b] for b in self.groups["skip_connect"]]
         for name in self.pools:
-            branches = self.groups[name]
-            out += [branches] if training else [[b] for b in branches]
+            if training:
+                out += self.by_state[name]
+            else:
+                out += [[b] for b in self.groups[name]]
         return out
+
+    @staticmethod
+    def joinable(edge_ops, edges0, edges1):
+        """Whether the plans of states 0 and 1 can run as one (same branches)."""
+        return all(edge_ops[a[1]] == edge_ops[b[1]] for a, b in zip(edges0, edges1))
 
     def terms(self, training):
         """(key, branches) of what is mixed outside the matrix product."""
         out = []
         if "skip_connect" in self.groups and self.stride == 1:
-            out.append(("skip", self.groups["skip_connect"]))
+            # The state itself, per state: (edges, states) weights.
+            out.append(("skip", self.by_state["skip_connect"]))
         if "noise" in self.groups and training:
             out.append(("noise", self.groups["noise"]))
         return out
@@ -372,11 +392,16 @@ class _CellLayout:
         self.bns, self.eval_calls, self.eval_sizes = [], {}, []
         self.train_calls, self.train_sizes, chan_map = {}, [], []
         kernels = {3: ([], [], [], []), 5: ([], [], [], [])}
-        for p, pre in enumerate((cell.preprocess0, cell.preprocess1)):
-            bn = pre.bn if isinstance(pre, FactorizedReduce) else pre[2]
-            self._eval_call(("pre", p), [bn])
-            start = self._train_call(("pre", p), bn.num_features)
-            chan_map.extend(range(start, start + bn.num_features))
+        pre = [
+            m.bn if isinstance(m, FactorizedReduce) else m[2]
+            for m in (cell.preprocess0, cell.preprocess1)
+        ]
+        keys = ["pre"] if cell.plans[0].n_in == 2 else [("pre", 0), ("pre", 1)]
+        for key, bns in zip(keys, [pre] if len(keys) == 1 else [pre[:1], pre[1:]]):
+            self._eval_call(key, bns)
+            size = sum(b.num_features for b in bns)
+            start = self._train_call(key, size)
+            chan_map.extend(range(start, start + size))
         for plan in cell.plans:
             final = []  # batch norms of the state's joint normalisation
             for name in plan.conv_types:
@@ -402,18 +427,18 @@ class _CellLayout:
             if not final and not plan.pools:
                 continue
             size = sum(b.num_features for b in final)
-            start = self._train_call(
-                (plan.i, "final"), size + cell.c_op * len(plan.pools)
-            )
+            c_pool = cell.c_op * plan.n_in  # a pooling's channels, all states
+            start = self._train_call((plan.i, "final"), size + c_pool * len(plan.pools))
             if final:
                 self._eval_call((plan.i, "final"), final)
                 chan_map.extend(range(start, start + size))
             for slot, name in enumerate(plan.pools):
                 mods = [cell.edges[e].ops[q][1] for _, e, q in plan.groups[name]]
                 self._eval_call((plan.i, name), mods)
-                offset = start + size + slot * cell.c_op
-                for _ in mods:
-                    chan_map.extend(range(offset, offset + cell.c_op))
+                for g, branches in enumerate(plan.by_state[name]):
+                    offset = start + size + slot * c_pool + g * cell.c_op
+                    for _ in branches:
+                        chan_map.extend(range(offset, offset + cell.c_op))
         self.chan_map = chan_map
         self.kernels = [v for v in kernels.values() if v[0]]
         self._chunks = {}
@@ -425,7 +450,7 @@ class _CellLayout:
         for training in (True, False):
             flat, entries = [], {}
             for plan in cell.plans:
-                n_e = len(plan.edges)
+                n_e = len(plan.edges) // plan.n_in  # rows: the nodes fed
                 columns = plan.columns(training)
                 if columns:
                     # Entry (edge position, column) of the mixing matrix: the
@@ -438,7 +463,15 @@ class _CellLayout:
                     entries[plan.i, "columns"] = (len(flat), (n_e, t))
                     flat.append(index)
                 for key, branches in plan.terms(training):
-                    if key == "skip" or [b[0] for b in branches] == list(range(n_e)):
+                    if key == "skip":
+                        # (edges, states): state g's own branch on each edge.
+                        index, shape = [pad] * (n_e * plan.n_in), (n_e, -1)
+                        for g, of_state in enumerate(branches):
+                            for p, e, q in of_state:
+                                index[p * plan.n_in + g] = e * cell.n_ops + q
+                        if plan.n_in == 1:
+                            shape = None  # a per-edge weight
+                    elif [b[0] for b in branches] == list(range(n_e)):
                         # At most one branch per edge: a per-edge weight.
                         index, shape = [pad] * n_e, None
                         for p, e, q in branches:
@@ -543,11 +576,21 @@ class SearchCell(_Preprocess):
         self.n_ops = len(edge_ops[0])
         offsets = _edge_offsets(n_nodes)
         self.plans = []
+        edges = []
         for i in range(n_nodes + 1):
             first = max(i - 1, 0)
-            out = [(p, offsets[j] + i, j) for p, j in enumerate(range(first, n_nodes))]
-            stride = 2 if reduction and i < 2 else 1
-            self.plans.append(_StatePlan(i, out, edge_ops, stride))
+            edges.append(
+                [(p, offsets[j] + i, j) for p, j in enumerate(range(first, n_nodes))]
+            )
+        stride = 2 if reduction else 1
+        if self.k == 1 and _StatePlan.joinable(edge_ops, edges[0], edges[1]):
+            # The two inputs' edges as one plan (PC-DARTS slices each input).
+            self.plans.append(_StatePlan(0, edges[0] + edges[1], edge_ops, stride, 2))
+        else:
+            self.plans += [_StatePlan(i, edges[i], edge_ops, stride) for i in (0, 1)]
+        self.plans += [
+            _StatePlan(i, edges[i], edge_ops, 1) for i in range(2, n_nodes + 1)
+        ]
         self._layout = _CellLayout(self)
         self._index_cache = {}
 
@@ -608,10 +651,15 @@ class SearchCell(_Preprocess):
             [len(ix) for ix in lay.mixing[training]]
         )
 
-        states = [
-            self._preprocess(self.preprocess0, s0, ctx, 0),
-            self._preprocess(self.preprocess1, s1, ctx, 1),
-        ]
+        if self.plans[0].n_in == 2:
+            # Both inputs in one tensor: the first plan's input.
+            raw = [self._preprocess(m, s) for m, s in zip(self._pre(), (s0, s1))]
+            states = [ctx.norm("pre", torch.cat(raw, 1)), None]
+        else:
+            states = [
+                ctx.norm(("pre", p), self._preprocess(m, s))
+                for p, (m, s) in enumerate(zip(self._pre(), (s0, s1)))
+            ]
         bypass = [None] * self.n_nodes
         pending = None  # mixed sums of the nodes not complete yet
         for plan in self.plans:
@@ -621,9 +669,9 @@ class SearchCell(_Preprocess):
                 for _, e, j in plan.edges:
                     t = passed * edge_scale[e]
                     bypass[j] = t if bypass[j] is None else bypass[j] + t
-            if plan.i >= 1:
+            if plan.last >= 1:
                 # Node j's last input is state j + 1: it is complete now.
-                j = plan.i - 1
+                j = plan.last - 1
                 node, pending = pending.split([1, pending.shape[1] - 1], 1)
                 node = node.view(ctx.node_shape)
                 if bypass[j] is not None:
@@ -665,24 +713,28 @@ class SearchCell(_Preprocess):
         _lerp_all(buffers, new.view(-1).split(lay.bn_sizes * 2), bn.momentum)
         _add_all([b.num_batches_tracked for b in lay.bns], 1)
 
-    def _preprocess(self, module, x, ctx, p):
-        if isinstance(module, FactorizedReduce):
-            return ctx.norm(("pre", p), self._factorized_reduce([module], F.relu(x)))
-        conv = module[1]
-        y = F.conv2d(F.relu(x), conv.weight, None, conv.stride, conv.padding)
-        return ctx.norm(("pre", p), y)
+    def _pre(self):
+        return self.preprocess0, self.preprocess1
 
-    def _factorized_reduce(self, modules, r):
+    def _preprocess(self, module, x):
+        """A pre-processing block, before its batch norm."""
+        if isinstance(module, FactorizedReduce):
+            return self._factorized_reduce([module], F.relu(x))
+        conv = module[1]
+        return F.conv2d(F.relu(x), conv.weight, None, conv.stride, conv.padding)
+
+    def _factorized_reduce(self, modules, r, groups=1):
         """FactorizedReduce of several edges on one ReLU'd input, batched.
 
         Returns shape ``(n, len(modules) * c, h', w')``, edge by edge, before
-        the batch norm.
+        the batch norm. With ``groups`` > 1, ``r`` holds that many states and
+        the modules are theirs, in state order.
         """
         n = r.shape[0]
         w1 = torch.cat([m.conv_1.weight for m in modules])
         w2 = torch.cat([m.conv_2.weight for m in modules])
-        a = F.conv2d(r, w1, stride=2)
-        b = F.conv2d(F.pad(r, (0, 1, 0, 1))[:, :, 1:, 1:], w2, stride=2)
+        a = F.conv2d(r, w1, stride=2, groups=groups)
+        b = F.conv2d(F.pad(r, (0, 1, 0, 1))[:, :, 1:, 1:], w2, stride=2, groups=groups)
         half = modules[0].conv_1.out_channels
         shape = (n, len(modules), 1, half, a.shape[2], a.shape[3])
         return torch.cat([a.view(shape), b.view(shape)], dim=2).flatten(1, 3)
@@ -704,8 +756,9 @@ class SearchCell(_Preprocess):
             h = h[:, : self.c_op]
         n = h.shape[0]
         training = ctx.training
+        c = h.shape[1] // plan.n_in
         # -(-a // s): the ceiling of a / s, the output size of every operation.
-        ctx.node_shape = (n, h.shape[1], -(-h.shape[2] // s), -(-h.shape[3] // s))
+        ctx.node_shape = (n, c, -(-h.shape[2] // s), -(-h.shape[3] // s))
         size = math.prod(ctx.node_shape[1:])
         raw = []  # outputs that end in a batch norm, in column order
         r = F.relu(h) if plan.needs_relu else None
@@ -713,7 +766,7 @@ class SearchCell(_Preprocess):
             raw.append(self._conv(plan, name, r, ctx))
         if plan.reduce_skip:
             mods = [self.edges[e].ops[q] for _, e, q in plan.groups["skip_connect"]]
-            raw.append(self._factorized_reduce(mods, r))
+            raw.append(self._factorized_reduce(mods, r, plan.n_in))
         pools = [(name, _pool(h, name[:3], s)) for name in plan.pools]
         columns = []
         if training:
@@ -723,7 +776,8 @@ class SearchCell(_Preprocess):
             columns.append(ctx.norm((plan.i, "final"), x).view(n, -1, size))
         if not training:
             columns += [
-                ctx.pool_eval(plan.i, name, x).view(n, -1, size) for name, x in pools
+                ctx.pool_eval(plan.i, name, x, plan.n_in).reshape(n, -1, size)
+                for name, x in pools
             ]
         out = pending
         entries = ctx.layout.entries[training]
@@ -735,7 +789,7 @@ class SearchCell(_Preprocess):
             out = t if out is None else out + t
         for key, branches in plan.terms(training):
             if key == "skip":
-                y = h.reshape(n, 1, size)
+                y = h.reshape(n, plan.n_in, size)
             else:
                 shape = (n, len(branches), *ctx.node_shape[1:])
                 y = torch.randn(shape, device=h.device, dtype=h.dtype).view(n, -1, size)
@@ -751,7 +805,7 @@ class SearchCell(_Preprocess):
                 t = _mix(m.view(shape), y)
                 out = t if out is None else out + t
         if out is None:
-            out = h.new_zeros(n, len(plan.edges), size)
+            out = h.new_zeros(n, len(plan.edges) // plan.n_in, size)
         return out, passed
 
     def _conv(self, plan, name, r, ctx):
@@ -768,7 +822,7 @@ class SearchCell(_Preprocess):
         """
         k, dilation = _CONV_OPS[name]
         w = ctx.kernels[plan.i, name, 0]
-        y = F.conv2d(r, w, None, plan.stride, dilation * (k // 2), dilation)
+        y = F.conv2d(r, w, None, plan.stride, dilation * (k // 2), dilation, plan.n_in)
         if name.startswith("sep"):
             y = F.relu(ctx.norm((plan.i, name), y))
             w = ctx.kernels[plan.i, name, 1]
@@ -814,14 +868,19 @@ class _Forward:
         rm, rv = self.views[ci], self.views[lay.n_eval_calls + ci]
         return F.batch_norm(x, rm, rv, None, None, False, self.momentum, self.eps)
 
-    def pool_eval(self, i, name, x):
-        """Evaluation batch norms of the edges after one pooling: (n, b, c, h, w)."""
+    def pool_eval(self, i, name, x, n_in):
+        """Evaluation batch norms of the edges after one pooling.
+
+        ``x`` holds ``n_in`` states; returns (n, n_in, b, c, h, w), b edges
+        per state.
+        """
         lay = self.layout
         ci = lay.eval_calls[i, name]
-        c = x.shape[1]
-        rm = self.views[ci].view(1, -1, c, 1, 1)
-        rv = self.views[lay.n_eval_calls + ci].view(1, -1, c, 1, 1)
-        return (x.unsqueeze(1) - rm) * torch.rsqrt(rv + self.eps)
+        x = x.unflatten(1, (n_in, 1, -1))  # (n, states, 1, c, h, w)
+        shape = (1, n_in, -1, x.shape[3], 1, 1)
+        rm = self.views[ci].view(shape)
+        rv = self.views[lay.n_eval_calls + ci].view(shape)
+        return (x - rm) * torch.rsqrt(rv + self.eps)
 
 
 def _mix(m, y):
