@@ -267,21 +267,13 @@ _CONV_OPS = {
 }
 
 
-def _copy_all(dst, src):
-    # Inductor (torch 2.11, CUDA) generated invalid Triton code for fused
-    # foreach kernels inside a compiled cell: plain copies when compiling.
-    if torch.compiler.is_compiling():
-        for d, t in zip(dst, src):
-            d.copy_(t)
-    else:
-        torch._foreach_copy_(dst, src)
-
-
 # Elements of one product of fused kernels on the CPU (see kernel_chunks).
 _CPU_PRODUCT = 2**18
 
 
 def _lerp_all(tensors, ends, weight):
+    # Inductor (torch 2.11, CUDA) generated invalid Triton code for fused
+    # foreach kernels inside a compiled cell: plain loops when compiling.
     if torch.compiler.is_compiling():
         for t, e in zip(tensors, ends):
             t.lerp_(e, weight)
@@ -396,8 +388,10 @@ class _CellLayout:
             m.bn if isinstance(m, FactorizedReduce) else m[2]
             for m in (cell.preprocess0, cell.preprocess1)
         ]
-        keys = ["pre"] if cell.plans[0].n_in == 2 else [("pre", 0), ("pre", 1)]
-        for key, bns in zip(keys, [pre] if len(keys) == 1 else [pre[:1], pre[1:]]):
+        # Both pre-processing batch norms as one call when the inputs are one plan.
+        pre_keys = ["pre"] if cell.plans[0].n_in == 2 else [("pre", 0), ("pre", 1)]
+        groups = [pre] if len(pre_keys) == 1 else [pre[:1], pre[1:]]
+        for key, bns in zip(pre_keys, groups):
             self._eval_call(key, bns)
             size = sum(b.num_features for b in bns)
             start = self._train_call(key, size)
