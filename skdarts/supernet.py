@@ -553,6 +553,7 @@ class SearchCell(_Preprocess):
         reduction,
         reduction_prev,
         partial_channels=1,
+        join_inputs=True,
     ):
         super().__init__(c_pp, c_p, c, reduction_prev, affine=False)
         self.reduction = reduction
@@ -577,7 +578,8 @@ class SearchCell(_Preprocess):
                 [(p, offsets[j] + i, j) for p, j in enumerate(range(first, n_nodes))]
             )
         stride = 2 if reduction else 1
-        if self.k == 1 and _StatePlan.joinable(edge_ops, edges[0], edges[1]):
+        joinable = _StatePlan.joinable(edge_ops, edges[0], edges[1])
+        if join_inputs and self.k == 1 and joinable:
             # The two inputs' edges as one plan (PC-DARTS slices each input).
             self.plans.append(_StatePlan(0, edges[0] + edges[1], edge_ops, stride, 2))
         else:
@@ -647,8 +649,11 @@ class SearchCell(_Preprocess):
 
         if self.plans[0].n_in == 2:
             # Both inputs in one tensor: the first plan's input.
-            raw = [self._preprocess(m, s) for m, s in zip(self._pre(), (s0, s1))]
-            states = [ctx.norm("pre", torch.cat(raw, 1)), None]
+            x = torch.cat(
+                [self._preprocess(m, s) for m, s in zip(self._pre(), (s0, s1))], 1
+            )
+            states = [ctx.norm("pre", x), None]
+            del x  # kept by the batch norm's backward only (memory)
         else:
             states = [
                 ctx.norm(("pre", p), self._preprocess(m, s))
@@ -667,7 +672,9 @@ class SearchCell(_Preprocess):
                 # Node j's last input is state j + 1: it is complete now.
                 j = plan.last - 1
                 node, pending = pending.split([1, pending.shape[1] - 1], 1)
-                node = node.view(ctx.node_shape)
+                # A copy: a view would keep all rows of the sums alive for as
+                # long as the node is (the backward pass keeps states).
+                node = node.contiguous().view(ctx.node_shape)
                 if bypass[j] is not None:
                     node = _channel_shuffle(torch.cat([node, bypass[j]], 1), self.k)
                 states.append(node)
@@ -765,9 +772,14 @@ class SearchCell(_Preprocess):
         columns = []
         if training:
             raw += [x for _, x in pools]
+            pools = []
         if raw:
             x = raw[0] if len(raw) == 1 else torch.cat(raw, 1)
+            # Only the concatenation lives on (in the batch norm's backward):
+            # drop the parts now, before the mixing allocates (peak memory).
+            raw.clear()
             columns.append(ctx.norm((plan.i, "final"), x).view(n, -1, size))
+            del x
         if not training:
             columns += [
                 ctx.pool_eval(plan.i, name, x, plan.n_in).reshape(n, -1, size)
@@ -777,6 +789,7 @@ class SearchCell(_Preprocess):
         entries = ctx.layout.entries[training]
         if columns:
             y = columns[0] if len(columns) == 1 else torch.cat(columns, 1)
+            columns.clear()
             slot, shape = entries[plan.i, "columns"]
             m = ctx.mixing[slot].view(shape)
             t = _mix(m if m.dtype == y.dtype else m.to(y.dtype), y)
@@ -1044,7 +1057,19 @@ class Supernet(nn.Module):
                 c_curr *= 2
             ops = reduce_ops if reduction else normal_ops
             cell = SearchCell(
-                ops, n_nodes, c_pp, c_p, c_curr, reduction, reduction_prev, k
+                ops,
+                n_nodes,
+                c_pp,
+                c_p,
+                c_curr,
+                reduction,
+                reduction_prev,
+                k,
+                # Cell 1's inputs are the stem's output, which does not depend
+                # on the alphas, and cell 0's, which does: joined, autograd
+                # would keep the stem side's activations in the alpha step
+                # (+5% peak memory of a step, measured on "tiny").
+                join_inputs=i != 1,
             )
             self.cells.append(cell)
             reduction_prev = reduction
