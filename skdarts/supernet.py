@@ -1178,7 +1178,12 @@ class Supernet(nn.Module):
         autocast = contextlib.nullcontext()
         if self.amp is not None:
             dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
-            autocast = torch.autocast(x.device.type, dtype=dtype)
+            # Inside a CUDA graph capture the cast-weight cache must be off
+            # (PyTorch's CUDA graph notes): the graph would replay stale casts.
+            capturing = x.is_cuda and torch.cuda.is_current_stream_capturing()
+            autocast = torch.autocast(
+                x.device.type, dtype=dtype, cache_enabled=not capturing
+            )
         with autocast:
             s0 = s1 = self.stem(x)
             for i, cell in enumerate(self.cells):
