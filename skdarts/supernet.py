@@ -1178,8 +1178,8 @@ class Supernet(nn.Module):
         autocast = contextlib.nullcontext()
         if self.amp is not None:
             dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
-            # Inside a CUDA graph capture the cast-weight cache must be off
-            # (PyTorch's CUDA graph notes): the graph would replay stale casts.
+            # PyTorch requires autocast's cast-weight cache off while a CUDA
+            # graph is captured (see make_graphed_callables).
             capturing = x.is_cuda and torch.cuda.is_current_stream_capturing()
             autocast = torch.autocast(
                 x.device.type, dtype=dtype, cache_enabled=not capturing
