@@ -30,6 +30,7 @@ Usage::
     python benchmarks/search_step.py --device cuda --config cifar --cuda-graphs on
     # Dispatch cost alone (tensors so small that arithmetic is negligible):
     python benchmarks/search_step.py --config cifar --batch 2 --size 8 --threads 1
+    python benchmarks/search_step.py --config cifar --flops   # arithmetic per step
 
 The last line is ``speedup=<x> memory_ratio=<y>`` (ours / baseline, images/s
 and peak memory), or ``images_per_s=<x> peak_mem_mb=<y>`` with ``--ours-only``.
@@ -245,6 +246,11 @@ def main(argv=None):
         default="off",
         help="replay our step as a CUDA graph, CUDA only (default off)",
     )
+    parser.add_argument(
+        "--flops",
+        action="store_true",
+        help="also count the floating-point operations of one step of each side",
+    )
     parser.add_argument("--batch", type=int, default=None, help="override batch")
     parser.add_argument("--size", type=int, default=None, help="override image size")
     parser.add_argument("--partial-channels", type=int, default=1)
@@ -321,6 +327,12 @@ def main(argv=None):
             f"{runner.name:9s} {1000 * sec:9.1f} ms/step {ips:9.1f} images/s "
             f"{mem:9.1f} MB peak"
         )
+        if args.flops:
+            from torch.utils.flop_counter import FlopCounterMode
+
+            with FlopCounterMode(display=False) as counter:
+                runner.step(batches[0])
+            print(f"{runner.name:9s} {counter.get_total_flops() / 1e9:9.1f} GFLOP/step")
     sec, ips, mem = results["ours"]
     if args.ours_only:
         print(f"images_per_s={ips:.2f} peak_mem_mb={mem:.1f}")
