@@ -3,7 +3,7 @@
 A DARTS search step launches tens of thousands of small kernels; on a GPU
 the time goes to launching them, not to the arithmetic. A CUDA graph records
 the kernels of one step once and replays them with a single launch, the
-inputs copied into fixed ("static") tensors first. The rules that makes this
+inputs copied into fixed ("static") tensors first. The rules that make this
 correct (PyTorch, "CUDA Graphs" in the CUDA semantics notes):
 
 - shapes, dtypes and every Python-side value the step reads (learning rates,
