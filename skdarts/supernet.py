@@ -839,6 +839,7 @@ class SearchCell(_Preprocess):
         size = math.prod(ctx.node_shape[1:])
         raw = []  # outputs that end in a batch norm, in column order
         r = F.relu(h) if plan.needs_relu else None
+        ctx.r_cl = None  # r channels-last, made once for all unfused stages
         for name in plan.conv_types:
             raw.append(self._conv(plan, name, r, ctx))
         if plan.reduce_skip:
@@ -907,7 +908,9 @@ class SearchCell(_Preprocess):
         w = ctx.kernels[plan.i, name, 0]
         padding = dilation * (k // 2)
         if isinstance(w, tuple):
-            y = _unfused_conv(r, *w, plan.stride, padding, dilation, plan.n_in)
+            if ctx.r_cl is None:
+                ctx.r_cl = _channels_last(r)
+            y = _unfused_conv(ctx.r_cl, *w, plan.stride, padding, dilation, plan.n_in)
         else:
             y = _conv_by_state(r, w, plan.stride, padding, dilation, plan.n_in)
         if name.startswith("sep"):
@@ -946,6 +949,7 @@ class _Forward:
         # running statistics, per call.
         self.batch = [None] * len(layout.train_sizes)
         self.views = self.kernels = self.mixing = self.node_shape = None
+        self.r_cl = None
 
     def norm(self, key, x):
         """Batch norm ``key`` of the layout (see :class:`_CellLayout`) of ``x``."""
@@ -1003,6 +1007,10 @@ def _conv_by_state(x, w, stride, padding, dilation, n_in):
 # the tests switch it off to check the other (GPU) way.
 _CHANNELS_LAST_ON_CPU = True
 
+# Whether unfused stages recompute their depthwise outputs in the backward
+# pass rather than keep them (see _DepthwisePointwise).
+_RECOMPUTE_DEPTHWISE = True
+
 
 def _unfused_conv(x, pw, dw, stride, padding, dilation, n_in, per_edge=False):
     """Depthwise then pointwise convolutions of several edges, batched.
@@ -1027,7 +1035,17 @@ def _unfused_conv(x, pw, dw, stride, padding, dilation, n_in, per_edge=False):
         groups, swap = n_in * c_in, (n_in, c_in, e // n_in)
     cl = _CHANNELS_LAST_ON_CPU and x.device.type == "cpu"
     conv = (stride, padding, dilation, groups, e, swap, cl)
-    return _DepthwisePointwise.apply(x, wd, pw.flatten(0, 1), conv)
+    if _RECOMPUTE_DEPTHWISE:
+        return _DepthwisePointwise.apply(x, wd, pw.flatten(0, 1), conv)
+    _, y = _DepthwisePointwise._depthwise(x, wd, conv)
+    return F.conv2d(y, pw.flatten(0, 1), None, 1, 0, 1, e)
+
+
+def _channels_last(x):
+    """``x`` channels-last where unfused stages run so (see _unfused_conv)."""
+    if _CHANNELS_LAST_ON_CPU and x.device.type == "cpu":
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
 def _swap(y, n_in, a, b, cl):
