@@ -406,9 +406,11 @@ class _CellLayout:
       from all batch statistics (``chan_map``: where each running statistic
       finds its batch statistic) covers the whole cell.
     - ``kernels``: per depthwise kernel size, the (pointwise, depthwise)
-      modules of every fused convolution of the cell in call order, the
-      calls, and their edge counts: a forward stacks each kind of module once
-      and multiplies them in as few products as :meth:`kernel_chunks` says.
+      modules of every convolution stage of the cell in call order, the
+      calls, and their edge counts. :meth:`kernel_split` parts them into
+      fused and unfused stages; a forward stacks each kind of module of each
+      part once and multiplies the fused ones in as few products as
+      :meth:`kernel_chunks` says.
     - ``mixing``: per mode (training or not), the flat indices into the
       (zero-padded) mixing weights of every mixing matrix or vector of every
       state, gathered at once; ``entries`` maps (state, key) to its slice and
@@ -591,9 +593,12 @@ class SearchCell(_Preprocess):
     The parameters live in one :class:`MixedEdge` per edge (so the state dict
     names every operation as the original DARTS does), but the forward pass
     batches the work per input state: the ReLU every convolution starts with
-    is computed once per state; each depthwise-pointwise pair is one dense
-    convolution with their product as kernel, and those of all edges leaving
-    a state run as one convolution per kind of operation; pooling is
+    is computed once per state; each depthwise-pointwise pair runs either as
+    one dense convolution with their product as kernel (narrow stages, where
+    it is faster) or as the two convolutions (wide ones, where the product
+    multiplies the arithmetic; :func:`_unfused` chooses per device), and
+    those of all edges leaving a state run batched per kind of operation;
+    pooling is
     computed once per state; ``none`` is not computed. In training, all
     outputs of a state that end in a batch norm are normalised in one call
     (pooling once: all edges' batch norms of it agree), and mixed into the
@@ -897,12 +902,15 @@ class SearchCell(_Preprocess):
         batch norm: (n, edges * c, h', w').
 
         A depthwise convolution followed by a pointwise one is one dense
-        convolution whose kernel is their product. On the channel counts of
-        a search the dense convolution is 2-3x faster than the depthwise one
-        (measured on the CPU, forward and backward), and the intermediate
+        convolution whose kernel is their product. On narrow stages the dense
+        convolution is 2-3x faster than the depthwise one (measured on the
+        CPU with 8 channels, forward and backward), and the intermediate
         tensor is never stored. So each kind of convolution on a state is one
         dense convolution over all its edges, plus, for separable ones, one
-        grouped convolution for all their second halves.
+        grouped convolution for all their second halves. On wide stages (see
+        :func:`_unfused`), where the product costs ``c`` times the depthwise
+        arithmetic, each stage is instead one grouped depthwise and one
+        grouped pointwise convolution over all edges (:func:`_unfused_conv`).
         """
         k, dilation = _CONV_OPS[name]
         w = ctx.kernels[plan.i, name, 0]

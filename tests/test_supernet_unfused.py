@@ -166,3 +166,21 @@ def test_state_dict_unchanged():
     assert _unfused_calls(a, "cpu", 4096) > 0
     b = Supernet("darts", **TINY)
     assert [k for k in a.state_dict()] == [k for k in b.state_dict()]
+
+
+def test_unfused_cell_traces_for_torch_compile(monkeypatch):
+    """GPUs choose unfused stages, and there cells may be compiled."""
+    _force(monkeypatch, True)
+    torch._dynamo.reset()
+    net = _net("darts", seed=6).float()
+    s = net.stem(torch.randn(4, 3, 8, 8)).detach()
+    w = net.arch_weights()[0].detach().requires_grad_(True)
+    cell = net.cells[0]
+    eager = cell(s, s, w)
+    (g_eager,) = torch.autograd.grad(eager.square().sum(), w)
+    compiled = torch.compile(cell, backend="aot_eager", dynamic=False, fullgraph=True)
+    out = compiled(s, s, w)
+    (g,) = torch.autograd.grad(out.square().sum(), w)
+    torch.testing.assert_close(out, eager)
+    torch.testing.assert_close(g, g_eager)
+    torch._dynamo.reset()
