@@ -270,6 +270,41 @@ _CONV_OPS = {
 # Elements of one product of fused kernels on the CPU (see kernel_chunks).
 _CPU_PRODUCT = 2**18
 
+# Smallest channels x kernel area, and smallest batch x output pixels, from
+# which a convolution stage runs unfused on the CPU (see _unfused). Measured
+# at 2 threads, forward and backward, four edges per stage: the fused dense
+# convolution wins up to 16 channels (5x5 included), the two are level at 32
+# channels 3x3, and unfused wins from 32 channels 5x5 (by about 1.5x, 64 x
+# 16 x 16 outputs) and 64 channels 3x3 (by 1.3-2x, 64 x 8 x 8); but on small
+# tensors (32 x 4 x 4 outputs: the "tiny" step's last cells) the extra
+# operations cost more than the arithmetic saved.
+_CPU_UNFUSED_FROM = 576
+_CPU_UNFUSED_PIXELS = 2048
+
+# Least ratio of the fused to the unfused arithmetic from which a stage runs
+# unfused elsewhere than on the CPU (see _unfused).
+_ARITHMETIC_RATIO = 6.0
+
+
+def _unfused(c, k, device_type, pixels):
+    """Whether a depthwise-pointwise stage of ``c`` channels, kernel ``k``,
+    ``pixels`` outputs per channel (batch x height x width) runs as the two
+    convolutions rather than one with their product as kernel.
+
+    The fused convolution does ``c * k * k`` multiply-adds per output, the
+    two ``k * k + c``. On the CPU the choice is the measured one (see
+    ``_CPU_UNFUSED_FROM``): oneDNN's depthwise convolutions (and the copies
+    around them) cost far more than their arithmetic, so fusing wins on the
+    narrow stages. On GPUs nothing could be measured here, so the choice is
+    by arithmetic: unfused when it saves at least 5/6 of the multiply-adds
+    (5x5 from 8 channels, 3x3 from 32); below that, the unfused stage's
+    extra two or three launches are likely to cost more than the arithmetic
+    saved (a small step there costs what it launches).
+    """
+    if device_type == "cpu":
+        return c * k * k >= _CPU_UNFUSED_FROM and pixels >= _CPU_UNFUSED_PIXELS
+    return c * k * k >= _ARITHMETIC_RATIO * (k * k + c)
+
 
 def _lerp_all(tensors, ends, weight):
     # Inductor (torch 2.11, CUDA) generated invalid Triton code for fused
@@ -371,9 +406,11 @@ class _CellLayout:
       from all batch statistics (``chan_map``: where each running statistic
       finds its batch statistic) covers the whole cell.
     - ``kernels``: per depthwise kernel size, the (pointwise, depthwise)
-      modules of every fused convolution of the cell in call order, the
-      calls, and their edge counts: a forward stacks each kind of module once
-      and multiplies them in as few products as :meth:`kernel_chunks` says.
+      modules of every convolution stage of the cell in call order, the
+      calls, and their edge counts. :meth:`kernel_split` parts them into
+      fused and unfused stages; a forward stacks each kind of module of each
+      part once and multiplies the fused ones in as few products as
+      :meth:`kernel_chunks` says.
     - ``mixing``: per mode (training or not), the flat indices into the
       (zero-padded) mixing weights of every mixing matrix or vector of every
       state, gathered at once; ``entries`` maps (state, key) to its slice and
@@ -479,8 +516,31 @@ class _CellLayout:
             self.mixing[training] = flat
             self.entries[training] = entries
 
-    def kernel_chunks(self, g, device_type):
-        """How to multiply the kernels of group ``g``: [(edges, keys, channels)].
+    def kernel_split(self, g, device_type, pixels=0):
+        """Group ``g``'s calls split by :func:`_unfused`: (fused, unfused).
+
+        Each part is (pointwise modules, depthwise modules, keys, edge counts)
+        in call order. ``pixels``: batch x height x width of the outputs.
+        """
+        ck = ("split", g, device_type, pixels)
+        if ck not in self._chunks:
+            pws, dws, keys, counts = self.kernels[g]
+            c, k = pws[0].weight.shape[1], dws[0].weight.shape[-1]
+            parts = ([], [], [], []), ([], [], [], [])
+            start = 0
+            for key, count in zip(keys, counts):
+                part = parts[_unfused(c, k, device_type, pixels)]
+                part[0].extend(pws[start : start + count])
+                part[1].extend(dws[start : start + count])
+                part[2].append(key)
+                part[3].append(count)
+                start += count
+            self._chunks[ck] = parts
+        return self._chunks[ck]
+
+    def kernel_chunks(self, g, device_type, pixels=0):
+        """How to multiply the fused kernels of group ``g``:
+        [(edges, keys, channels)] (``pixels``: see :meth:`kernel_split`).
 
         On GPUs one product per group (a step there costs what it launches).
         On the CPU, products of at most ``_CPU_PRODUCT`` elements, so that
@@ -488,8 +548,12 @@ class _CellLayout:
         a whole cell is up to 2x slower than per call with 64 channels, and
         up to 2x faster with 8 to 16).
         """
-        if (g, device_type) not in self._chunks:
-            pws, dws, keys, counts = self.kernels[g]
+        ck = (g, device_type, pixels)
+        if ck not in self._chunks:
+            pws, dws, keys, counts = self.kernel_split(g, device_type, pixels)[0]
+            if not pws:
+                self._chunks[ck] = []
+                return []
             size = pws[0].weight[0].numel() * dws[0].weight.numel()
             limit = _CPU_PRODUCT if device_type == "cpu" else float("inf")
             chunks = []
@@ -499,8 +563,8 @@ class _CellLayout:
                 chunks[-1][0] += count
                 chunks[-1][1].append(key)
                 chunks[-1][2].append(count * pws[0].weight.shape[0])
-            self._chunks[g, device_type] = chunks
-        return self._chunks[g, device_type]
+            self._chunks[ck] = chunks
+        return self._chunks[ck]
 
     def factor(self, counts, dtype):
         """Per batch statistic, n / (n - 1) for the ``counts`` of each call."""
@@ -529,9 +593,12 @@ class SearchCell(_Preprocess):
     The parameters live in one :class:`MixedEdge` per edge (so the state dict
     names every operation as the original DARTS does), but the forward pass
     batches the work per input state: the ReLU every convolution starts with
-    is computed once per state; each depthwise-pointwise pair is one dense
-    convolution with their product as kernel, and those of all edges leaving
-    a state run as one convolution per kind of operation; pooling is
+    is computed once per state; each depthwise-pointwise pair runs either as
+    one dense convolution with their product as kernel (narrow stages, where
+    it is faster) or as the two convolutions (wide ones, where the product
+    multiplies the arithmetic; :func:`_unfused` chooses per device), and
+    those of all edges leaving a state run batched per kind of operation;
+    pooling is
     computed once per state; ``none`` is not computed. In training, all
     outputs of a state that end in a batch norm are normalised in one call
     (pooling once: all edges' batch norms of it agree), and mixed into the
@@ -617,10 +684,24 @@ class SearchCell(_Preprocess):
             stats = [b.running_mean for b in lay.bns] + [b.running_var for b in lay.bns]
             ctx.views = torch.cat(stats).split(lay.split_sizes)
         ctx.kernels = {}
-        for g, (pws, dws, _, _) in enumerate(lay.kernels):
+        device_type = s1.device.type
+        stride = 2 if self.reduction else 1
+        # Outputs per channel of every convolution (shapes only: static).
+        pixels = s1.shape[0] * -(-s1.shape[2] // stride) * -(-s1.shape[3] // stride)
+        for g in range(len(lay.kernels)):
+            split = lay.kernel_split(g, device_type, pixels)
+            (pws, dws, _, _), unfused = split
+            if unfused[0]:
+                # Per call: (pointwise (edges, out, in, 1, 1), depthwise
+                # (edges, in, 1, k, k)), the unfused stage's weights.
+                pw = torch.stack([m.weight for m in unfused[0]]).split(unfused[3])
+                dw = torch.stack([m.weight for m in unfused[1]]).split(unfused[3])
+                ctx.kernels.update(zip(unfused[2], zip(pw, dw)))
+            if not pws:
+                continue
             pw = torch.stack([m.weight for m in pws])  # (b, out, in, 1, 1)
             dw = torch.stack([m.weight for m in dws]).transpose(1, 2)  # (b,1,in,k,k)
-            chunks = lay.kernel_chunks(g, pw.device.type)
+            chunks = lay.kernel_chunks(g, device_type, pixels)
             if len(chunks) > 1:
                 pairs = zip(
                     pw.split([c[0] for c in chunks]), dw.split([c[0] for c in chunks])
@@ -763,6 +844,7 @@ class SearchCell(_Preprocess):
         size = math.prod(ctx.node_shape[1:])
         raw = []  # outputs that end in a batch norm, in column order
         r = F.relu(h) if plan.needs_relu else None
+        ctx.r_cl = None  # r channels-last, made once for all unfused stages
         for name in plan.conv_types:
             raw.append(self._conv(plan, name, r, ctx))
         if plan.reduce_skip:
@@ -820,21 +902,37 @@ class SearchCell(_Preprocess):
         batch norm: (n, edges * c, h', w').
 
         A depthwise convolution followed by a pointwise one is one dense
-        convolution whose kernel is their product. On the channel counts of
-        a search the dense convolution is 2-3x faster than the depthwise one
-        (measured on the CPU, forward and backward), and the intermediate
+        convolution whose kernel is their product. On narrow stages the dense
+        convolution is 2-3x faster than the depthwise one (measured on the
+        CPU with 8 channels, forward and backward), and the intermediate
         tensor is never stored. So each kind of convolution on a state is one
         dense convolution over all its edges, plus, for separable ones, one
-        grouped convolution for all their second halves.
+        grouped convolution for all their second halves. On wide stages (see
+        :func:`_unfused`), where the product costs ``c`` times the depthwise
+        arithmetic, each stage is instead one grouped depthwise and one
+        grouped pointwise convolution over all edges (:func:`_unfused_conv`).
         """
         k, dilation = _CONV_OPS[name]
         w = ctx.kernels[plan.i, name, 0]
-        y = _conv_by_state(r, w, plan.stride, dilation * (k // 2), dilation, plan.n_in)
+        padding = dilation * (k // 2)
+        if isinstance(w, tuple):
+            if ctx.r_cl is None:
+                ctx.r_cl = _channels_last(r)
+            y = _unfused_conv(ctx.r_cl, *w, plan.stride, padding, dilation, plan.n_in)
+        else:
+            y = _conv_by_state(r, w, plan.stride, padding, dilation, plan.n_in)
         if name.startswith("sep"):
             y = F.relu(ctx.norm((plan.i, name), y))
             w = ctx.kernels[plan.i, name, 1]
-            y = F.conv2d(y, w, None, 1, k // 2, 1, len(plan.groups[name]))
-        return y
+            edges = len(plan.groups[name])
+            if isinstance(w, tuple):
+                # The input is edge by edge already: one group per edge.
+                y = _unfused_conv(y, *w, 1, k // 2, 1, edges, per_edge=True)
+            else:
+                y = F.conv2d(y, w, None, 1, k // 2, 1, edges)
+        # Channels-last outputs of the unfused path back to the layout the
+        # batch norms' and mixing's views need (a no-op otherwise).
+        return y.contiguous()
 
     def _name(self, e, q):
         return self.edges[e].op_names[q]
@@ -859,6 +957,7 @@ class _Forward:
         # running statistics, per call.
         self.batch = [None] * len(layout.train_sizes)
         self.views = self.kernels = self.mixing = self.node_shape = None
+        self.r_cl = None
 
     def norm(self, key, x):
         """Batch norm ``key`` of the layout (see :class:`_CellLayout`) of ``x``."""
@@ -910,6 +1009,113 @@ def _conv_by_state(x, w, stride, padding, dilation, n_in):
     return torch.cat(
         [F.conv2d(a, b, None, stride, padding, dilation) for a, b in zip(xs, ws)], 1
     )
+
+
+# Whether unfused stages run channels-last on the CPU (see _unfused_conv);
+# the tests switch it off to check the other (GPU) way.
+_CHANNELS_LAST_ON_CPU = True
+
+# Whether unfused stages recompute their depthwise outputs in the backward
+# pass rather than keep them (see _DepthwisePointwise).
+_RECOMPUTE_DEPTHWISE = True
+
+
+def _unfused_conv(x, pw, dw, stride, padding, dilation, n_in, per_edge=False):
+    """Depthwise then pointwise convolutions of several edges, batched.
+
+    ``pw`` (edges, out, in, 1, 1) and ``dw`` (edges, in, 1, k, k) are the
+    edges' weights, in state order. ``x`` holds ``n_in`` states (each edge
+    reads its state's channels) or, with ``per_edge``, one input per edge,
+    edge by edge. Returns (n, edges * out, h', w'), edge by edge.
+
+    The depthwise convolution of every edge is one grouped convolution: with
+    an input per edge, one group per channel; on shared states, each input
+    channel's group has an output per edge of its state, so its outputs come
+    channel by channel and are reordered edge by edge for the pointwise
+    convolution, one grouped 1x1 convolution of all edges.
+    """
+    e, c_in, k = dw.shape[0], dw.shape[1], dw.shape[-1]
+    if per_edge:
+        wd, groups, swap = dw.reshape(e * c_in, 1, k, k), e * c_in, None
+    else:
+        # (state, edge, channel) to (state, channel, edge).
+        wd = dw.unflatten(0, (n_in, -1)).transpose(1, 2).reshape(-1, 1, k, k)
+        groups, swap = n_in * c_in, (n_in, c_in, e // n_in)
+    cl = _CHANNELS_LAST_ON_CPU and x.device.type == "cpu"
+    conv = (stride, padding, dilation, groups, e, swap, cl)
+    if _RECOMPUTE_DEPTHWISE:
+        return _DepthwisePointwise.apply(x, wd, pw.flatten(0, 1), conv)
+    _, y = _DepthwisePointwise._depthwise(x, wd, conv)
+    return F.conv2d(y, pw.flatten(0, 1), None, 1, 0, 1, e)
+
+
+def _channels_last(x):
+    """``x`` channels-last where unfused stages run so (see _unfused_conv)."""
+    if _CHANNELS_LAST_ON_CPU and x.device.type == "cpu":
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def _swap(y, n_in, a, b, cl):
+    """Channels in (state, a, b) order to (state, b, a), memory format kept."""
+    if not cl:
+        return y.unflatten(1, (n_in, a, b)).transpose(2, 3).flatten(1, 3)
+    n, _, h, w = y.shape
+    y = y.permute(0, 2, 3, 1).unflatten(3, (n_in, a, b)).transpose(4, 5)
+    return y.reshape(n, h, w, -1).permute(0, 3, 1, 2)
+
+
+class _DepthwisePointwise(torch.autograd.Function):
+    """Grouped depthwise convolution, reorder, grouped pointwise convolution.
+
+    The depthwise output is recomputed in the backward pass instead of kept:
+    the fused convolution keeps only its input, and so, with this, does the
+    unfused one (the depthwise convolution is a small part of the cost;
+    keeping its outputs raised the peak memory of a "cifar" step by 17%).
+    """
+
+    @staticmethod
+    def _depthwise(x, wd, conv):
+        stride, padding, dilation, groups, _, swap, cl = conv
+        if cl:
+            # oneDNN's depthwise convolutions are 3-10x faster on channels-
+            # last tensors (measured forward and backward, conversions
+            # included), and so is the reorder.
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = F.conv2d(x, wd, None, stride, padding, dilation, groups)
+        return x, (y if swap is None else _swap(y, *swap, cl))
+
+    @staticmethod
+    def forward(ctx, x, wd, wp, conv):
+        _, y = _DepthwisePointwise._depthwise(x, wd, conv)
+        out = F.conv2d(y, wp, None, 1, 0, 1, conv[4])
+        ctx.save_for_backward(x, wd, wp)
+        ctx.conv = conv
+        ctx.dtype = out.dtype  # the compute dtype (bf16 under autocast)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, wd, wp = ctx.saved_tensors
+        stride, padding, dilation, groups, e, swap, cl = conv = ctx.conv
+        dt = ctx.dtype
+        xc, y = _DepthwisePointwise._depthwise(x.to(dt), wd.to(dt), conv)
+        one, zero = [1, 1], [0, 0]
+        gy, gwp, _ = torch.ops.aten.convolution_backward(
+            grad.to(dt), y, wp.to(dt), None, one, zero, one, False, zero, e,
+            [True, True, False],
+        )  # fmt: skip
+        del y
+        if swap is not None:
+            n_in, c_in, per_state = swap
+            gy = _swap(gy, n_in, per_state, c_in, cl)
+        gx, gwd, _ = torch.ops.aten.convolution_backward(
+            gy, xc, wd.to(dt), None, [stride] * 2, [padding] * 2, [dilation] * 2,
+            False, zero, groups, [ctx.needs_input_grad[0], True, False],
+        )  # fmt: skip
+        if gx is not None:
+            gx = gx.to(x.dtype)
+        return gx, gwd.to(wd.dtype), gwp.to(wp.dtype), None
 
 
 def _mix(m, y):

@@ -1,0 +1,186 @@
+"""Depthwise-pointwise stages run fused or unfused, with the same results.
+
+Each convolution stage of a cell runs either as one dense convolution whose
+kernel is the product of the depthwise and pointwise kernels, or as the two
+convolutions batched over the edges (``skdarts.supernet._unfused`` chooses).
+Forcing each way on small modules, outputs, gradients and running statistics
+must equal the straightforward DARTS supernet's in float64.
+"""
+
+import copy
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import skdarts.supernet as supernet_module
+from skdarts.supernet import Supernet
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from _reference import _map_key, reference_from_supernet
+
+TINY = dict(in_channels=3, n_classes=5, init_channels=4, n_cells=3, n_nodes=4)
+
+
+def _force(monkeypatch, unfused):
+    monkeypatch.setattr(
+        supernet_module, "_unfused", lambda c, k, device, pixels: unfused
+    )
+
+
+def _net(space, seed, **options):
+    torch.manual_seed(seed)
+    net = Supernet(space, **{**TINY, **options}).double()
+    with torch.no_grad():  # alphas away from uniform, so mixing errors show
+        for a in net.arch_parameters():
+            a.normal_()
+    return net
+
+
+def _run(module, x, y, training):
+    module.train(training)
+    module.zero_grad(set_to_none=True)
+    out = module(x)
+    torch.nn.functional.cross_entropy(out, y).backward()
+    grads = [
+        torch.zeros_like(p) if p.grad is None else p.grad.clone()
+        for p in module.parameters()
+    ]
+    return out.detach(), grads
+
+
+def _check(net, ref, training, map_keys=True):
+    g = torch.Generator().manual_seed(7)
+    for _ in range(2):  # the second step sees updated running statistics
+        x = torch.randn(4, 3, 8, 8, generator=g, dtype=torch.float64)
+        y = torch.randint(0, 5, (4,), generator=g)
+        out, grads = _run(net, x, y, training)
+        out_ref, grads_ref = _run(ref, x, y, training)
+        torch.testing.assert_close(out, out_ref, atol=1e-10, rtol=1e-8)
+        assert len(grads) == len(grads_ref)
+        for a, b in zip(grads, grads_ref):
+            torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8)
+    edge_names = [[e.op_names for e in cell.edges] for cell in net.cells]
+    ours = net.state_dict()
+    if map_keys:
+        ours = {_map_key(k, edge_names): v for k, v in ours.items()}
+    theirs = ref.state_dict()
+    assert ours.keys() == theirs.keys()
+    for k, v in theirs.items():
+        torch.testing.assert_close(ours[k], v, atol=1e-10, rtol=0, msg=k)
+
+
+def _unfused_calls(net, device="cpu", pixels=0):
+    return sum(
+        len(cell._layout.kernel_split(g, device, pixels)[1][2])
+        for cell in net.cells
+        for g in range(len(cell._layout.kernels))
+    )
+
+
+@pytest.mark.parametrize("unfused", [False, True])
+@pytest.mark.parametrize("space", ["darts", "s3"])
+@pytest.mark.parametrize("training", [True, False])
+def test_forced_path_matches_reference(space, training, unfused, monkeypatch):
+    _force(monkeypatch, unfused)
+    net = _net(space, seed=1)
+    assert net.cells[0].plans[0].n_in == 2  # a joint plan of both inputs
+    assert net.cells[1].plans[0].n_in == 1  # and one plan per input
+    n_calls = sum(len(k[2]) for c in net.cells for k in c._layout.kernels)
+    assert n_calls > 0
+    assert _unfused_calls(net) == (n_calls if unfused else 0)
+    _check(net, reference_from_supernet(net).double(), training)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_unfused_gpu_way_matches_reference(training, monkeypatch):
+    """Contiguous (not channels-last) tensors, states in one grouped conv."""
+    _force(monkeypatch, True)
+    monkeypatch.setattr(supernet_module, "_CHANNELS_LAST_ON_CPU", False)
+    monkeypatch.setattr(supernet_module, "_SPLIT_STATES_ON_CPU", False)
+    net = _net("darts", seed=2)
+    _check(net, reference_from_supernet(net).double(), training)
+
+
+def test_mixed_paths_match_reference(monkeypatch):
+    """Some stages fused, others not, in the same cell (3x3 vs 5x5)."""
+    monkeypatch.setattr(
+        supernet_module, "_unfused", lambda c, k, device, pixels: k == 5
+    )
+    net = _net("darts", seed=3)
+    layout = net.cells[0]._layout
+    split = [layout.kernel_split(g, "cpu") for g in range(len(layout.kernels))]
+    assert [bool(fused[2]) for fused, _ in split] == [True, False]
+    assert [bool(unfused[2]) for _, unfused in split] == [False, True]
+    _check(net, reference_from_supernet(net).double(), True)
+
+
+@pytest.mark.parametrize("options", [{"partial_channels": 2}, {"checkpointing": True}])
+def test_unfused_matches_fused_with_memory_savers(options, monkeypatch):
+    _force(monkeypatch, False)
+    fused = _net("darts", seed=4, init_channels=8, **options)
+    assert _unfused_calls(fused) == 0  # the layout keeps its split
+    _force(monkeypatch, True)
+    unfused = Supernet(**fused.config()).double()
+    unfused.load_state_dict(fused.state_dict())
+    unfused.checkpointing = fused.checkpointing
+    assert _unfused_calls(unfused) > 0 and _unfused_calls(fused) == 0
+    _check(unfused, fused, True, map_keys=False)
+    _check(unfused, fused, False, map_keys=False)
+
+
+def test_bf16_autocast_unfused_stays_close(monkeypatch):
+    _force(monkeypatch, True)
+    net = _net("darts", seed=5).float()
+    fast = copy.deepcopy(net)
+    fast.amp = "bf16"
+    x, y = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])
+    out, _ = _run(net, x, y, True)
+    out_bf, grads = _run(fast, x, y, True)
+    assert out_bf.dtype == torch.float32
+    assert all(torch.isfinite(g).all() for g in grads)
+    torch.testing.assert_close(out_bf, out, atol=0.15, rtol=0.1)
+
+
+def test_rule_by_device():
+    rule = supernet_module._unfused
+    # CPU: as measured, fused on narrow stages, unfused on wide ones.
+    big, small = 64 * 8 * 8, 32 * 4 * 4  # batch x height x width
+    assert not rule(16, 5, "cpu", big) and not rule(32, 3, "cpu", big)
+    assert rule(32, 5, "cpu", big) and rule(64, 3, "cpu", big)
+    assert not rule(64, 5, "cpu", small)
+    # Elsewhere: by arithmetic (fused c*k*k against k*k + c multiply-adds).
+    assert not rule(8, 3, "cuda", big) and not rule(16, 3, "cuda", small)
+    assert rule(8, 5, "cuda", small) and rule(32, 3, "cuda", big)
+    net = Supernet("darts", **{**TINY, "init_channels": 16})
+    widths = [cell.c_op for cell in net.cells]
+    assert widths == [16, 32, 64]
+    assert _unfused_calls(net, "cpu", 4096) > 0  # from 32 channels 5x5
+    assert _unfused_calls(net, "cpu", 512) == 0
+    assert _unfused_calls(net, "cuda", 512) > _unfused_calls(net, "cpu", 4096)
+
+
+def test_state_dict_unchanged():
+    a = Supernet("darts", **{**TINY, "init_channels": 32})
+    assert _unfused_calls(a, "cpu", 4096) > 0
+    b = Supernet("darts", **TINY)
+    assert [k for k in a.state_dict()] == [k for k in b.state_dict()]
+
+
+def test_unfused_cell_traces_for_torch_compile(monkeypatch):
+    """GPUs choose unfused stages, and there cells may be compiled."""
+    _force(monkeypatch, True)
+    torch._dynamo.reset()
+    net = _net("darts", seed=6).float()
+    s = net.stem(torch.randn(4, 3, 8, 8)).detach()
+    w = net.arch_weights()[0].detach().requires_grad_(True)
+    cell = net.cells[0]
+    eager = cell(s, s, w)
+    (g_eager,) = torch.autograd.grad(eager.square().sum(), w)
+    compiled = torch.compile(cell, backend="aot_eager", dynamic=False, fullgraph=True)
+    out = compiled(s, s, w)
+    (g,) = torch.autograd.grad(out.square().sum(), w)
+    torch.testing.assert_close(out, eager)
+    torch.testing.assert_close(g, g_eager)
+    torch._dynamo.reset()
