@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import copy
 import itertools
+import math
 import statistics
 import sys
 import time
@@ -149,6 +150,21 @@ class Baseline:
         self.opt_w.step()
         (logits.argmax(1) == y).float().mean().item()
         return loss.detach()
+
+
+def _conv_backward_flop(
+    grad_out_shape, x_shape, w_shape, *args, out_shape=None, **kwargs
+):
+    """FLOPs of a (non-transposed) convolution's backward, groups included.
+
+    Each of the input and weight gradients costs what the forward costs:
+    2 x (output elements) x (weight elements per output channel). PyTorch's
+    own formula ignores ``groups`` for the weight gradient and overcounts a
+    depthwise convolution's by the channel count.
+    """
+    output_mask = args[-1]
+    per_gradient = 2 * math.prod(grad_out_shape) * math.prod(w_shape[1:])
+    return per_gradient * (int(output_mask[0]) + int(output_mask[1]))
 
 
 def sync(device):
@@ -330,7 +346,8 @@ def main(argv=None):
         if args.flops:
             from torch.utils.flop_counter import FlopCounterMode
 
-            with FlopCounterMode(display=False) as counter:
+            mapping = {torch.ops.aten.convolution_backward: _conv_backward_flop}
+            with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
                 runner.step(batches[0])
             print(f"{runner.name:9s} {counter.get_total_flops() / 1e9:9.1f} GFLOP/step")
     sec, ips, mem = results["ours"]
