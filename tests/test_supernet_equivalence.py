@@ -198,10 +198,14 @@ def test_cell_traces_for_torch_compile():
     ``aot_eager`` traces like inductor without generating code, so this runs
     on any CPU; ``compile_cells`` itself only compiles on GPUs.
     """
-    torch._dynamo.reset()
     net, _ = _pair("darts", dtype=torch.float32, seed=6)
-    x = torch.randn(4, 3, 8, 8)
-    s = net.stem(x).detach()
+    assert_first_cell_traces(net)
+
+
+def assert_first_cell_traces(net):
+    """The first cell, compiled in one graph, gives the eager outputs and grads."""
+    torch._dynamo.reset()
+    s = net.stem(torch.randn(4, 3, 8, 8)).detach()
     w = net.arch_weights()[0].detach().requires_grad_(True)
     cell = net.cells[0]
     eager = cell(s, s, w)
@@ -211,3 +215,4 @@ def test_cell_traces_for_torch_compile():
     (g,) = torch.autograd.grad(out.square().sum(), w)
     torch.testing.assert_close(out, eager)
     torch.testing.assert_close(g, g_eager)
+    torch._dynamo.reset()

@@ -170,17 +170,7 @@ def test_state_dict_unchanged():
 
 def test_unfused_cell_traces_for_torch_compile(monkeypatch):
     """GPUs choose unfused stages, and there cells may be compiled."""
+    from test_supernet_equivalence import assert_first_cell_traces
+
     _force(monkeypatch, True)
-    torch._dynamo.reset()
-    net = _net("darts", seed=6).float()
-    s = net.stem(torch.randn(4, 3, 8, 8)).detach()
-    w = net.arch_weights()[0].detach().requires_grad_(True)
-    cell = net.cells[0]
-    eager = cell(s, s, w)
-    (g_eager,) = torch.autograd.grad(eager.square().sum(), w)
-    compiled = torch.compile(cell, backend="aot_eager", dynamic=False, fullgraph=True)
-    out = compiled(s, s, w)
-    (g,) = torch.autograd.grad(out.square().sum(), w)
-    torch.testing.assert_close(out, eager)
-    torch.testing.assert_close(g, g_eager)
-    torch._dynamo.reset()
+    assert_first_cell_traces(_net("darts", seed=6).float())
