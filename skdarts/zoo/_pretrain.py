@@ -30,8 +30,12 @@ Mixture training (``pretrain_mixture``)
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import os
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -48,11 +52,11 @@ from tqdm.auto import tqdm
 
 from .._device import resolve_device, rng_devices
 from ..data import as_images, channel_stats, to_host
-from ..search import SearchNet
+from ..search import SearchCheckpoint, SearchNet
 from ..supernet import Supernet
 from ._store import ZooEntry, _check_name, _state_tensors
 
-__all__ = ["SEARCH_DEFAULTS", "pretrain", "pretrain_mixture"]
+__all__ = ["SEARCH_DEFAULTS", "alpha_statistics", "pretrain", "pretrain_mixture"]
 
 #: Search parameters accepted by pretraining, with SupernetSearchClassifier's
 #: defaults (a test keeps the two in step).
@@ -252,12 +256,103 @@ def _history_summary(history) -> list[dict]:
     return rows
 
 
-def _train(parts, params: dict, mixing: str, verbose: int, seed: int):
+def alpha_statistics(module) -> dict:
+    """How far a supernet's architecture weights are from uniform.
+
+    An architecture prior is only worth transferring when its alphas have
+    moved: with DARTS' initialisation every edge's softmax starts at
+    ``1 / n_ops``. For each ``alphas_*`` tensor of ``module`` (one row per
+    edge), this reports the mean and minimum of the softmax entropy
+    normalised by ``log(n_ops)`` (1.0 = uniform), the largest absolute
+    deviation of a softmax weight from ``1 / n_ops``, and the largest
+    softmax weight.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        A supernet whose architecture parameters are named ``alphas_*``.
+
+    Returns
+    -------
+    dict
+        ``{name: {"normalised_entropy_mean", "normalised_entropy_min",
+        "max_abs_deviation", "max_weight", "n_ops"}}``.
+
+    Examples
+    --------
+    >>> from skdarts.supernet import Supernet
+    >>> net = Supernet(in_channels=1, init_channels=2, n_cells=1, n_nodes=1)
+    >>> stats = alpha_statistics(net)["alphas_normal"]
+    >>> stats["normalised_entropy_mean"] > 0.999  # freshly initialised: uniform
+    True
+    """
+    out = {}
+    for name, param in module.named_parameters():
+        if not name.startswith("alphas_") or param.ndim != 2:
+            continue
+        a = param.detach().double()
+        n_ops = a.shape[-1]
+        w = torch.softmax(a, dim=-1)
+        entropy = -(w * w.clamp_min(1e-300).log()).sum(-1) / np.log(n_ops)
+        out[name] = {
+            "normalised_entropy_mean": round(float(entropy.mean()), 6),
+            "normalised_entropy_min": round(float(entropy.min()), 6),
+            "max_abs_deviation": round(float((w - 1.0 / n_ops).abs().max()), 6),
+            "max_weight": round(float(w.max()), 6),
+            "n_ops": int(n_ops),
+        }
+    return out
+
+
+def _checkpoint_key(parts, params: dict, mixing: str, seed: int) -> str:
+    """A fingerprint of everything that decides a pretraining run.
+
+    A resumed run must be the same run: the key covers the search
+    parameters, the seed, the mixing rule and the data itself (names,
+    shapes and bytes), so a checkpoint left by another run is never
+    continued by mistake.
+    """
+    h = hashlib.sha256()
+    h.update(json.dumps(_json_params(params), sort_keys=True, default=str).encode())
+    h.update(f"{mixing}|{seed}".encode())
+    for name, images, y_enc, n_classes in parts:
+        h.update(f"{name}|{images.shape}|{n_classes}".encode())
+        h.update(np.ascontiguousarray(images).tobytes())
+        h.update(np.ascontiguousarray(y_enc).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _train(
+    parts,
+    params: dict,
+    mixing: str,
+    verbose: int,
+    seed: int,
+    checkpoint_dir=None,
+    label: str = "entry",
+):
     """Search one supernet on ``parts`` = [(name, images, y_enc, n_classes)].
 
     Images are already in the common shape. Returns the trained supernet
-    (on the CPU) and a JSON-ready dict of what happened.
+    (on the CPU) and a JSON-ready dict of what happened. With
+    ``checkpoint_dir``, the search state is saved after every epoch under
+    ``checkpoint_dir/<label>-<key>/`` and a later call with the same
+    arguments continues from it (the result equals an uninterrupted run).
     """
+    checkpoint = state = None
+    if checkpoint_dir is not None:
+        key = _checkpoint_key(parts, params, mixing, seed)
+        checkpoint = SearchCheckpoint(
+            Path(checkpoint_dir) / f"{label}-{key}", metadata={"fingerprint": key}
+        )
+        if checkpoint.path_.exists():
+            state = SearchCheckpoint.load_state(checkpoint.path_)
+            if (state.get("metadata") or {}).get("fingerprint") != key:
+                raise ValueError(
+                    f"The checkpoint {str(checkpoint.path_)!r} belongs to another "
+                    "pretraining run (fingerprint mismatch); delete it or choose "
+                    "another checkpoint_dir."
+                )
     rng = np.random.RandomState(seed)
     # Resolved here, in the worker: a cluster's workers may have GPUs that the
     # process calling pretrain lacks.
@@ -328,13 +423,40 @@ def _train(parts, params: dict, mixing: str, verbose: int, seed: int):
                         eta_min=params["lr_min"],
                     ),
                 )
-            ],
+            ]
+            + ([("search_checkpoint", checkpoint)] if checkpoint is not None else []),
             classes=np.arange(n_total),
             device=device,
             verbose=int(verbose),
         )
-        net.fit(train_ds, None)
+        resumed_from = 0
+        if state is None:
+            net.fit(train_ds, None)
+        else:
+            net.initialize()
+            checkpoint.restore(net, state)
+            resumed_from = int(state["epochs_done"])
+            net.partial_fit(
+                train_ds, None, epochs=max(params["max_epochs"] - resumed_from, 0)
+            )
     seconds = time.perf_counter() - t0
+    done = sum(1 for row in net.history if "train_loss" in row)
+    if done < params["max_epochs"]:
+        # skorch ends fit quietly on Ctrl-C; a half-trained supernet must not
+        # become a zoo entry that looks finished.
+        resume = (
+            " Call again with the same checkpoint_dir to continue from the last "
+            "saved epoch."
+            if checkpoint_dir is not None
+            else " Pass checkpoint_dir to make pretraining resumable."
+        )
+        raise KeyboardInterrupt(
+            f"pretraining of {label!r} stopped after {done} of "
+            f"{params['max_epochs']} epochs; no entry was written.{resume}"
+        )
+    # Time spent before an interruption is part of what the entry cost.
+    previous = [float(r.get("dur", 0.0)) for r in net.history[:resumed_from]]
+    seconds += sum(previous)
     module = net.module_.cpu().eval()
 
     # Accuracy on each source's architecture split, within its own head.
@@ -361,6 +483,8 @@ def _train(parts, params: dict, mixing: str, verbose: int, seed: int):
             "accuracy on the architecture split (held out from the weight updates)"
         ),
         "history": _history_summary(net.history),
+        "resumed_from_epoch": resumed_from,
+        "alpha_stats": alpha_statistics(module),
         "genotype": module.genotype().to_dict(),
         "heads": [
             {"source": p[0], "offset": o, "n_classes": int(p[3])}
@@ -395,14 +519,31 @@ def _source_info(name, images, raw_shape, classes, extra) -> dict:
     return info
 
 
-def _pretrain_one(name, X, y, params, image_size, seed, signature_fn, verbose, extra):
+def _pretrain_one(
+    name,
+    X,
+    y,
+    params,
+    image_size,
+    seed,
+    signature_fn,
+    verbose,
+    extra,
+    checkpoint_dir=None,
+):
     """One source, start to finish; runs in a joblib worker."""
     images, y_enc, classes = _prepare(name, X, y, params["image_shape"])
     raw_shape = images.shape[1:]
     if image_size is not None:
         images = _convert(images, images.shape[1], image_size)
     module, info = _train(
-        [(name, images, y_enc, len(classes))], params, "proportional", verbose, seed
+        [(name, images, y_enc, len(classes))],
+        params,
+        "proportional",
+        verbose,
+        seed,
+        checkpoint_dir=checkpoint_dir,
+        label=name,
     )
     provenance = {
         "kind": "single",
@@ -432,6 +573,7 @@ def pretrain(
     image_size=None,
     metadata: Mapping[str, dict] | None = None,
     overwrite: bool = False,
+    checkpoint_dir: str | os.PathLike | None = None,
     **search_params,
 ) -> list[ZooEntry]:
     """Pretrain one supernet per source dataset; each becomes a zoo entry.
@@ -462,6 +604,13 @@ def pretrain(
         Extra provenance per source (e.g. how a derived task was made).
     overwrite : bool, default=False
         Replace entries of the same names.
+    checkpoint_dir : str or path-like, optional
+        Save each source's search state after every epoch under this folder;
+        calling again with the same arguments after an interruption
+        continues each unfinished source from its last epoch (the entry
+        equals an uninterrupted run's). A checkpoint is keyed by the data,
+        the search parameters and the seed, so another run never picks it
+        up. Checkpoints stay on disk; delete the folder when done.
     **search_params
         :class:`~skdarts.SupernetSearchClassifier`'s search parameters
         (``max_epochs``, ``init_channels``, ``lr``, ``random_state`` ...),
@@ -498,7 +647,16 @@ def pretrain(
     seeds = _seeds(params["random_state"], len(datasets))
     jobs = (
         delayed(_pretrain_one)(
-            name, X, y, params, size, seed, signature_fn, max(verbose - 1, 0), metadata
+            name,
+            X,
+            y,
+            params,
+            size,
+            seed,
+            signature_fn,
+            max(verbose - 1, 0),
+            metadata,
+            checkpoint_dir,
         )
         for (name, (X, y)), seed in zip(datasets.items(), seeds)
     )
@@ -531,6 +689,7 @@ def pretrain_mixture(
     signature_fn: Callable | None = None,
     metadata: dict | None = None,
     overwrite: bool = False,
+    checkpoint_dir: str | os.PathLike | None = None,
     **search_params,
 ) -> ZooEntry:
     """Pretrain ONE supernet on several sources together; store it as ``name``.
@@ -557,6 +716,8 @@ def pretrain_mixture(
         Extra provenance; a ``"sources"`` key maps source names to dicts
         merged into each source's record.
     overwrite : bool, default=False
+    checkpoint_dir : str or path-like, optional
+        As :func:`pretrain`: resume an interrupted pretraining.
     **search_params
         As :func:`pretrain`.
 
@@ -608,7 +769,15 @@ def pretrain_mixture(
         parts.append((n, images, y_enc, len(classes)))
         sources[n] = _source_info(n, images, raw_shape, classes, extra)
     seed = _seeds(params["random_state"], 1)[0]
-    module, info = _train(parts, params, mixing, verbose, seed)
+    module, info = _train(
+        parts,
+        params,
+        mixing,
+        verbose,
+        seed,
+        checkpoint_dir=checkpoint_dir,
+        label=name,
+    )
     provenance = {
         "kind": "mixture",
         "mixing": mixing,
