@@ -224,9 +224,11 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument(
         "--only",
-        choices=("all", "singles", "multi"),
-        default="all",
-        help="build part of the zoo (another process may build the rest)",
+        nargs="+",
+        choices=("all", "singles", "multi", *SINGLES),
+        default=["all"],
+        help="build part of the zoo (another process may build the rest, with "
+        "its own budget: each entry records its own in its provenance)",
     )
     parser.add_argument("--size", type=int, default=16, help="side of resized images")
     parser.add_argument(
@@ -272,11 +274,17 @@ def main(argv=None) -> int:
     )
     build_info = {"machine": machine(), "command": " ".join(sys.argv)}
     t0 = time.perf_counter()
-    if args.only in ("all", "singles"):
+    only = set(args.only)
+    if "all" in only:
+        only |= {"singles", "multi"}
+    if "singles" in only:
+        only |= set(SINGLES)
+    singles = [n for n in SINGLES if n in only]
+    if singles:
         datasets, info = load_sources(
             args.data, args.n_per_source, args.seed, args.size
         )
-        for name in SINGLES:
+        for name in singles:
             if name in zoo:
                 print(f"{name}: already built, kept", flush=True)
                 continue
@@ -290,7 +298,7 @@ def main(argv=None) -> int:
                 **search,
             )
             print(f"{name}: {time.perf_counter() - start:.0f} s wall", flush=True)
-    if args.only in ("all", "multi"):
+    if "multi" in only:
         if "multi" in zoo:
             print("multi: already built, kept", flush=True)
         else:
