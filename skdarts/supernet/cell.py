@@ -30,7 +30,9 @@ __all__ = ["SearchCell"]
 class SearchCell(Preprocess):
     """A supernet cell: every edge mixes all its candidate operations.
 
-    The parameters live in one :class:`MixedEdge` per edge (so the state dict
+    It computes what :class:`~skdarts.supernet.reference.ReferenceCell`
+    computes, and keeps its parameters in the same modules, one
+    :class:`~skdarts.supernet.reference.MixedEdge` per edge (so the state dict
     names every operation as the original DARTS does), but the forward pass
     batches the work per input state: the ReLU every convolution starts with
     is computed once per state; each depthwise-pointwise pair runs either as

@@ -1,7 +1,11 @@
-"""The torch modules: the supernet with its alphas, the discrete derived network.
+"""The supernet the search trains: the fast implementation of the reference.
 
-Knows the search spaces (layer below) and torch; nothing of scikit-learn or
-skorch. The classifier head is a separate module (``head``) from the body
+:class:`Supernet` computes what
+:class:`~skdarts.supernet.reference.ReferenceSupernet` computes (same state
+dict, same outputs and gradients), with cells that batch their work
+(:mod:`skdarts.supernet.cell`) and options that change how it runs, not
+what. It also turns its alphas into a genotype.
+The classifier head is a separate module (``head``) from the body
 (``stem`` and ``cells``), so a supernet trained on one task can be given a
 head for another class count without touching what it learned.
 
