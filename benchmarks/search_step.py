@@ -6,9 +6,9 @@ with the mixing weights randomly perturbed (SDARTS-RS), gradient clipping and
 SGD. "Ours" runs ``SearchNet.train_step`` itself on
 :class:`skdarts.supernet.Supernet`; the baseline runs the same step, written
 the way the original DARTS code does it (all weight gradients computed in the
-alpha step too), on the straightforward supernet of ``_reference.py``. Both
-start from the same weights, and a self-check compares their losses before
-anything is timed.
+alpha step too), on the straightforward supernet of
+:mod:`skdarts.supernet.reference`. Both start from the same weights, and a
+self-check compares their losses before anything is timed.
 
 Peak memory is the largest amount of tensor memory a step holds above what
 was held before it: on CUDA from ``torch.cuda.max_memory_allocated``, on the
@@ -51,14 +51,13 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _reference import reference_from_supernet  # noqa: E402
 from skorch.dataset import Dataset  # noqa: E402
 from skorch.helper import predefined_split  # noqa: E402
 
 from skdarts.search import SearchNet, perturb_arch_weights  # noqa: E402
 from skdarts.supernet import Supernet  # noqa: E402
+from skdarts.supernet.reference import reference_from_supernet  # noqa: E402
 
 CONFIGS = {
     "tiny": dict(init_channels=8, n_cells=5, n_nodes=4, size=16, batch=32),

@@ -16,6 +16,7 @@ from .evaluation import (
     comparison_scoring,
 )
 from .export import load_exported
+from .search import NonFiniteError
 from .spaces import Genotype, SearchSpace, get_search_space
 from .supernet import DerivedNetwork, Supernet
 from .zoo import SupernetZoo, ZooEntry, load_supernet, save_supernet
@@ -29,6 +30,7 @@ __all__ = [
     "HeldOutAccuracy",
     "ImageFolderDataset",
     "LearningCurve",
+    "NonFiniteError",
     "OTSourceSelector",
     "SearchSpace",
     "Supernet",

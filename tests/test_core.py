@@ -10,7 +10,6 @@ from sklearn.model_selection import train_test_split
 from skorch.callbacks import Callback, EarlyStopping, ProgressBar
 
 from skdarts import DerivedNetwork, Genotype, Supernet, SupernetSearchClassifier
-from skdarts.search import perturb_arch_weights
 from skdarts.spaces import DARTS_OPS, SEARCH_SPACES, get_search_space, n_edges
 
 TINY = dict(
@@ -171,14 +170,6 @@ def test_derived_network_inherits_the_chosen_operations_weights():
     assert all(torch.equal(w, torch.ones_like(w)) for w in bn_weights)
     assert torch.equal(net.head.weight, sn.head.weight)
     assert torch.equal(net.stem[0].weight, sn.stem[0].weight)
-
-
-def test_perturbation_stays_on_the_simplex_within_epsilon():
-    w = torch.softmax(torch.randn(14, 8), dim=-1)
-    (p,) = perturb_arch_weights([w], 0.05, generator=torch.Generator().manual_seed(0))
-    assert torch.allclose(p.sum(-1), torch.ones(14))
-    assert (p >= 0).all()
-    assert not p.requires_grad
 
 
 # -- classifier ----------------------------------------------------------------

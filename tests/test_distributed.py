@@ -330,7 +330,7 @@ def _two_process_worker(out_dir: str) -> None:
     pc = dict(_search_params(), init_channels=4, partial_channels=2)
     pc_clf = SupernetSearchClassifier(**pc, checkpointing=True, accelerator=acc)
     pc_clf.fit(X, y)
-    from skdarts.estimators._classifier import _shared_rng
+    from skdarts.estimators._training import _shared_rng
 
     shared_draw = _shared_rng(np.random.RandomState(rank)).randint(10**6)
     torch.save(

@@ -174,7 +174,7 @@ def test_interrupted_search_resumes_to_same_result(data, tmp_path):
 
 
 def test_interrupted_final_training_keeps_what_it_has(data, monkeypatch):
-    from skdarts.estimators import _classifier
+    from skdarts.estimators import _training as _classifier
 
     X, y = data
     original = _classifier._FinalNet.train_step
@@ -272,7 +272,7 @@ def test_nan_is_caught_at_its_epoch_and_batch(data):
 
 
 def test_nan_in_final_training_is_caught(data, monkeypatch):
-    from skdarts.estimators import _classifier
+    from skdarts.estimators import _training as _classifier
 
     X, y = data
     original = _classifier._FinalNet.train_step

@@ -2,8 +2,10 @@
 
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.datasets import load_digits
+from skorch.callbacks import Callback
 
 from skdarts import SupernetSearchClassifier
 
@@ -20,6 +22,17 @@ FAST = dict(
 )
 
 
+class AlphasAtStart(Callback):
+    """Keeps a copy of the architecture parameters as the search starts."""
+
+    def on_train_begin(self, net, **kwargs):
+        self.alphas = {
+            n: p.detach().clone()
+            for n, p in net.module_.named_parameters()
+            if n.startswith("alphas_")
+        }
+
+
 @pytest.fixture(scope="module")
 def digits():
     X, y = load_digits(return_X_y=True)
@@ -33,7 +46,9 @@ def digits():
 )
 def test_memory_savers_train_and_discretise(digits, options):
     X, y = digits
-    clf = SupernetSearchClassifier(**FAST, **options).fit(X, y)
+    clf = SupernetSearchClassifier(
+        **FAST, **options, callbacks=[("alphas_at_start", AlphasAtStart())]
+    ).fit(X, y)
     module = clf.net_.module_
     assert module.partial_channels == options.get("partial_channels", 1)
     assert module.checkpointing == options.get("checkpointing", False)
@@ -43,8 +58,13 @@ def test_memory_savers_train_and_discretise(digits, options):
     if "partial_channels" in options:
         # The edge weights are architecture parameters: the Adam step moved them.
         assert "alphas_edge_normal" in module.state_dict()
-        edge = module.alphas_edge_normal.detach().cpu().numpy()
-        assert np.abs(edge).max() > 0
+        before = dict(clf.net_.callbacks_)["alphas_at_start"].alphas
+        # Only the cell types present get gradients (2 cells: both reduce).
+        kinds = {"reduce" if cell.reduction else "normal" for cell in module.cells}
+        assert kinds
+        for name in (f"alphas_edge_{kind}" for kind in kinds):
+            after = getattr(module, name).detach().cpu()
+            assert not torch.equal(before[name], after), name
         params = {
             id(p) for g in clf.net_.optimizer_arch_.param_groups for p in g["params"]
         }

@@ -15,7 +15,7 @@ from sklearn.datasets import load_digits
 from sklearn.pipeline import make_pipeline
 
 from skdarts import OTSourceSelector, SupernetSearchClassifier
-from skdarts.estimators import _classifier
+from skdarts.estimators import _training
 from skdarts.estimators._handoff import HandoffArray, split_handoff, with_prior
 from skdarts.similarity import (
     METHODS,
@@ -389,7 +389,7 @@ def test_pipeline_hands_prior_to_classifier(digits_zoo, monkeypatch):
         seen.append(prior)
         return fresh, {"kind": "fake", "name": prior.name}
 
-    monkeypatch.setattr(_classifier, "resolve_prior", fake_resolve)
+    monkeypatch.setattr(_training, "resolve_prior", fake_resolve)
     pipe = make_pipeline(
         OTSourceSelector(zoo, random_state=0), SupernetSearchClassifier(**TINY)
     )

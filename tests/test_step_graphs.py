@@ -1,7 +1,7 @@
 """CUDA-graph capture of the search step, tested without a GPU.
 
 The capture itself needs CUDA. What the CPU can check is everything around
-it, through the emulation of :class:`skdarts._step_graph.StepGraphs`: static
+it, through the emulation of :class:`skdarts.search.graphs.StepGraphs`: static
 inputs copied before each replay, one graph per signature (shapes, learning
 rates, smoothing radius...), warm-up, eviction, outputs that survive the
 next replay, the eager fallbacks with their warnings, and the absence of host
@@ -23,8 +23,8 @@ from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 
 from skdarts import SupernetSearchClassifier
-from skdarts._step_graph import CaptureError, StepGraphs, allow_host_sync
 from skdarts.search import SearchNet
+from skdarts.search.graphs import CaptureError, StepGraphs, allow_host_sync
 from skdarts.supernet import Supernet
 
 # -- StepGraphs on its own -----------------------------------------------------
@@ -179,7 +179,7 @@ def _net(cls=SearchNet, **kwargs):
 @pytest.fixture
 def counting(monkeypatch):
     Counting.instances = []
-    monkeypatch.setattr("skdarts.search.StepGraphs", Counting)
+    monkeypatch.setattr("skdarts.search.net.StepGraphs", Counting)
     return Counting.instances
 
 

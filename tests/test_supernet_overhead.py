@@ -11,18 +11,15 @@ against it, and check that the per-cell layout follows copies of the model.
 
 import copy
 import pickle
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-import skdarts.supernet as supernet_module
+import skdarts.supernet.kernels as kernels_module
+import skdarts.supernet.plan as plan_module
 from skdarts.supernet import Supernet
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from _reference import _map_key, reference_from_supernet
+from skdarts.supernet.reference import reference_from_supernet
 
 TINY = dict(in_channels=3, n_classes=5, init_channels=4, n_cells=3, n_nodes=4)
 
@@ -72,8 +69,7 @@ def _check_same(net, ref, training, x, y):
     torch.testing.assert_close(out, out_ref, atol=1e-10, rtol=1e-8)
     for a, b in zip(grads, grads_ref):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8)
-    edge_names = [[e.op_names for e in cell.edges] for cell in net.cells]
-    ours = {_map_key(k, edge_names): v for k, v in net.state_dict().items()}
+    ours = net.state_dict()
     for k, v in ref.state_dict().items():
         torch.testing.assert_close(ours[k], v, atol=1e-10, rtol=0, msg=k)
 
@@ -94,8 +90,8 @@ def test_dispatches_fewer_operations_than_the_straightforward_supernet(space, bu
 @pytest.mark.parametrize("training", [True, False])
 def test_gpu_paths_match_reference_on_the_cpu(space, training, monkeypatch):
     """Grouped convolutions per joint plan and one kernel product per group."""
-    monkeypatch.setattr(supernet_module, "_SPLIT_STATES_ON_CPU", False)
-    monkeypatch.setattr(supernet_module, "_CPU_PRODUCT", float("inf"))
+    monkeypatch.setattr(kernels_module, "_SPLIT_STATES_ON_CPU", False)
+    monkeypatch.setattr(plan_module, "_CPU_PRODUCT", float("inf"))
     net, ref = _pair(space, seed=1)
     assert net.cells[0].plans[0].n_in == 2
     g = torch.Generator().manual_seed(2)
@@ -105,7 +101,7 @@ def test_gpu_paths_match_reference_on_the_cpu(space, training, monkeypatch):
 
 
 def test_one_kernel_product_per_call_matches_reference(monkeypatch):
-    monkeypatch.setattr(supernet_module, "_CPU_PRODUCT", 1)
+    monkeypatch.setattr(plan_module, "_CPU_PRODUCT", 1)
     net, ref = _pair("darts", seed=3)
     chunks = net.cells[0]._layout.kernel_chunks(0, "cpu")
     assert all(len(keys) == 1 for _, keys, _ in chunks)

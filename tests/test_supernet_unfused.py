@@ -2,31 +2,26 @@
 
 Each convolution stage of a cell runs either as one dense convolution whose
 kernel is the product of the depthwise and pointwise kernels, or as the two
-convolutions batched over the edges (``skdarts.supernet._unfused`` chooses).
+convolutions batched over the edges (``skdarts.supernet.plan._unfused`` chooses).
 Forcing each way on small modules, outputs, gradients and running statistics
 must equal the straightforward DARTS supernet's in float64.
 """
 
 import copy
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-import skdarts.supernet as supernet_module
+import skdarts.supernet.kernels as kernels_module
+import skdarts.supernet.plan as plan_module
 from skdarts.supernet import Supernet
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from _reference import _map_key, reference_from_supernet
+from skdarts.supernet.reference import reference_from_supernet
 
 TINY = dict(in_channels=3, n_classes=5, init_channels=4, n_cells=3, n_nodes=4)
 
 
 def _force(monkeypatch, unfused):
-    monkeypatch.setattr(
-        supernet_module, "_unfused", lambda c, k, device, pixels: unfused
-    )
+    monkeypatch.setattr(plan_module, "_unfused", lambda c, k, device, pixels: unfused)
 
 
 def _net(space, seed, **options):
@@ -50,7 +45,7 @@ def _run(module, x, y, training):
     return out.detach(), grads
 
 
-def _check(net, ref, training, map_keys=True):
+def _check(net, ref, training):
     g = torch.Generator().manual_seed(7)
     for _ in range(2):  # the second step sees updated running statistics
         x = torch.randn(4, 3, 8, 8, generator=g, dtype=torch.float64)
@@ -61,10 +56,7 @@ def _check(net, ref, training, map_keys=True):
         assert len(grads) == len(grads_ref)
         for a, b in zip(grads, grads_ref):
             torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8)
-    edge_names = [[e.op_names for e in cell.edges] for cell in net.cells]
     ours = net.state_dict()
-    if map_keys:
-        ours = {_map_key(k, edge_names): v for k, v in ours.items()}
     theirs = ref.state_dict()
     assert ours.keys() == theirs.keys()
     for k, v in theirs.items():
@@ -97,17 +89,15 @@ def test_forced_path_matches_reference(space, training, unfused, monkeypatch):
 def test_unfused_gpu_way_matches_reference(training, monkeypatch):
     """Contiguous (not channels-last) tensors, states in one grouped conv."""
     _force(monkeypatch, True)
-    monkeypatch.setattr(supernet_module, "_CHANNELS_LAST_ON_CPU", False)
-    monkeypatch.setattr(supernet_module, "_SPLIT_STATES_ON_CPU", False)
+    monkeypatch.setattr(kernels_module, "_CHANNELS_LAST_ON_CPU", False)
+    monkeypatch.setattr(kernels_module, "_SPLIT_STATES_ON_CPU", False)
     net = _net("darts", seed=2)
     _check(net, reference_from_supernet(net).double(), training)
 
 
 def test_mixed_paths_match_reference(monkeypatch):
     """Some stages fused, others not, in the same cell (3x3 vs 5x5)."""
-    monkeypatch.setattr(
-        supernet_module, "_unfused", lambda c, k, device, pixels: k == 5
-    )
+    monkeypatch.setattr(plan_module, "_unfused", lambda c, k, device, pixels: k == 5)
     net = _net("darts", seed=3)
     layout = net.cells[0]._layout
     split = [layout.kernel_split(g, "cpu") for g in range(len(layout.kernels))]
@@ -126,8 +116,8 @@ def test_unfused_matches_fused_with_memory_savers(options, monkeypatch):
     unfused.load_state_dict(fused.state_dict())
     unfused.checkpointing = fused.checkpointing
     assert _unfused_calls(unfused) > 0 and _unfused_calls(fused) == 0
-    _check(unfused, fused, True, map_keys=False)
-    _check(unfused, fused, False, map_keys=False)
+    _check(unfused, fused, True)
+    _check(unfused, fused, False)
 
 
 def test_bf16_autocast_unfused_stays_close(monkeypatch):
@@ -144,7 +134,7 @@ def test_bf16_autocast_unfused_stays_close(monkeypatch):
 
 
 def test_rule_by_device():
-    rule = supernet_module._unfused
+    rule = plan_module._unfused
     # CPU: as measured, fused on narrow stages, unfused on wide ones.
     big, small = 64 * 8 * 8, 32 * 4 * 4  # batch x height x width
     assert not rule(16, 5, "cpu", big) and not rule(32, 3, "cpu", big)

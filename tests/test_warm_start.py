@@ -251,3 +251,21 @@ def test_warm_start_reaches_the_accuracy_in_fewer_epochs():
     print(f"cold accuracies {np.round(acc_cold, 3).tolist()} -> epoch {e_cold}")
     assert e_warm is not None
     assert e_cold is None or e_warm < e_cold
+
+
+@pytest.mark.parametrize(
+    "warm_start, error, match",
+    [
+        ("no/such/prior", FileNotFoundError, r"warm_start='no/such/prior': no saved"),
+        (3, TypeError, r"warm_start must be .*ZooEntry.*; got int \(3\)"),
+        ({"path": "x"}, TypeError, r"got dict"),
+        (SupernetSearchClassifier(), ValueError, r"unfitted SupernetSearchClassifier"),
+    ],
+    ids=["missing-path", "int", "dict", "unfitted-estimator"],
+)
+def test_warm_start_is_validated_before_any_work(warm_start, error, match, tmp_path):
+    X = np.zeros((4, 8, 8), dtype=np.float32)
+    clf = SupernetSearchClassifier(warm_start=warm_start, checkpoint_dir=tmp_path)
+    with pytest.raises(error, match=match):
+        clf.fit(X, [0, 1, 0, 1])
+    assert list(tmp_path.iterdir()) == []  # nothing was started

@@ -1,124 +1,49 @@
-"""SupernetSearchClassifier: DARTS search as a scikit-learn classifier."""
+"""SupernetSearchClassifier: DARTS search as a scikit-learn classifier.
+
+The class is assembled from small parts, one module each: input handling
+(:mod:`._inputs`), the search and final training (:mod:`._training`),
+resumable searches (:mod:`._resume`), persistence (:mod:`._persistence`) and
+warm-start priors (:mod:`._prior`). This module holds the parameters, ``fit``
+and prediction.
+"""
 
 from __future__ import annotations
 
-import copy
 import functools
-import hashlib
-import json
-import math
 import numbers
 import os
-import time
-import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
-from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
-from skorch import NeuralNetClassifier
-from skorch.callbacks import EarlyStopping, LRScheduler, PrintLog, ProgressBar
-from skorch.dataset import Dataset
-from skorch.helper import predefined_split
-from torch.optim.lr_scheduler import CosineAnnealingLR
-from torch.utils.data import Dataset as TorchDataset
-from torch.utils.data import Subset
+from sklearn.utils.validation import check_is_fitted
 
-from .. import data as _data
 from .._device import resolve_device, rng_devices
-from ..data import (
-    DatasetImages,
-    ImageFolderDataset,
-    StandardisedDataset,
-    as_images,
-    channel_stats,
-    check_dataset,
-    dataset_labels,
-    dataset_stats,
-    is_path_input,
-    read_image_files,
-    to_host,
-)
-from ..export import ExportedClassifier, export_network
-from ..probe import HeadProbe
-from ..search import (
-    AcceleratedNeuralNetClassifier,
-    AcceleratedSearchNet,
-    FiniteGuard,
-    GenotypeRecorder,
-    SearchCheckpoint,
-    SearchNet,
-    portable_getstate,
-)
-from ..supernet import DerivedNetwork, Supernet
+from ..search import SearchConfig, stratified_split
 from ._handoff import split_handoff
-from ._prior import resolve_prior
+from ._inputs import ImageInputs
+from ._persistence import Persistence
+from ._prior import check_warm_start
+from ._resume import ResumableSearch
+from ._training import SearchTraining, _FinalNet, _shared_rng  # noqa: F401
 
 __all__ = ["SupernetSearchClassifier"]
 
-
-def _shared_rng(rng: np.random.RandomState) -> np.random.RandomState:
-    """Process 0's generator on every process (same split, same initialisation).
-
-    With several Accelerate processes each runs ``fit``; with
-    ``random_state=None`` they would otherwise split the data differently.
-    """
-    from accelerate.utils import broadcast_object_list
-
-    (seed,) = broadcast_object_list([int(rng.randint(np.iinfo(np.int32).max))])
-    return np.random.RandomState(seed)
-
-
-class _FinalNet(NeuralNetClassifier):
-    """The derived network's trainer; pickles so that it loads without CUDA."""
-
-    def __getstate__(self):
-        return portable_getstate(self, super().__getstate__)
-
-
-def _completed_epochs(history) -> int:
-    """Epochs that ran to their end (an interrupted one has no train_loss)."""
-    return sum(1 for row in history if "train_loss" in row)
-
-
-def _split_indices(y: np.ndarray, fraction: float, rng: np.random.RandomState):
-    """Stratified split into (weight, architecture) halves; each keeps >= 1 sample."""
-    n = len(y)
-    arch_idx = []
-    for cls in np.unique(y):
-        members = rng.permutation(np.flatnonzero(y == cls))
-        k = round(fraction * len(members))
-        if len(members) >= 2:
-            k = min(max(k, 1), len(members) - 1)
-        arch_idx.extend(members[:k])
-    arch = np.zeros(n, dtype=bool)
-    arch[np.asarray(arch_idx, dtype=int)] = True
-    if arch.all():
-        arch[rng.randint(n)] = False
-    if not arch.any():
-        arch[rng.randint(n)] = True
-    return np.flatnonzero(~arch), np.flatnonzero(arch)
-
-
-def _naming_x(exc: Exception) -> Exception:
-    """sklearn's validation error, its message prefixed with the argument's name."""
-    message = str(exc)
-    if message.startswith("X"):
-        return exc
-    try:
-        return type(exc)(f"X: {message}")
-    except Exception:  # an exception type with another signature: keep it
-        return exc
+#: The search parameters' defaults (the estimator's come from here).
+_DEFAULTS = SearchConfig()
 
 
 def _unchanged_on_error(method):
-    """A call that raises leaves the estimator's attributes as they were."""
+    """A call that raises leaves the estimator's attributes as they were.
+
+    The one rollback of a failed ``fit`` (bad input, a diverged search, an
+    error in a callback): a first fit that fails leaves the estimator
+    unfitted, a refit that fails keeps the previous model; never a model that
+    predicts garbage.
+    """
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
@@ -133,7 +58,14 @@ def _unchanged_on_error(method):
     return wrapper
 
 
-class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
+class SupernetSearchClassifier(
+    ImageInputs,
+    SearchTraining,
+    ResumableSearch,
+    Persistence,
+    ClassifierMixin,
+    BaseEstimator,
+):
     """Differentiable architecture search (DARTS / SmoothDARTS) as a classifier.
 
     ``fit`` trains a cell-based supernet with first-order bilevel optimisation
@@ -376,26 +308,26 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
-        search_space: str = "darts",
-        init_channels: int = 8,
-        n_cells: int = 5,
-        n_nodes: int = 4,
-        max_epochs: int = 20,
+        search_space: str = _DEFAULTS.search_space,
+        init_channels: int = _DEFAULTS.init_channels,
+        n_cells: int = _DEFAULTS.n_cells,
+        n_nodes: int = _DEFAULTS.n_nodes,
+        max_epochs: int = _DEFAULTS.max_epochs,
         final_epochs: int = 10,
-        batch_size: int = 64,
-        lr: float = 0.025,
-        lr_min: float = 0.001,
-        momentum: float = 0.9,
-        weight_decay: float = 3e-4,
-        arch_lr: float = 3e-4,
-        arch_weight_decay: float = 1e-3,
-        arch_split: float = 0.5,
-        smoothing: str | None = "random",
-        epsilon: float = 0.3,
-        grad_clip: float | None = 5.0,
-        partial_channels: int = 1,
-        checkpointing: bool = False,
-        cuda_graphs: bool = False,
+        batch_size: int = _DEFAULTS.batch_size,
+        lr: float = _DEFAULTS.lr,
+        lr_min: float = _DEFAULTS.lr_min,
+        momentum: float = _DEFAULTS.momentum,
+        weight_decay: float = _DEFAULTS.weight_decay,
+        arch_lr: float = _DEFAULTS.arch_lr,
+        arch_weight_decay: float = _DEFAULTS.arch_weight_decay,
+        arch_split: float = _DEFAULTS.arch_split,
+        smoothing: str | None = _DEFAULTS.smoothing,
+        epsilon: float = _DEFAULTS.epsilon,
+        grad_clip: float | None = _DEFAULTS.grad_clip,
+        partial_channels: int = _DEFAULTS.partial_channels,
+        checkpointing: bool = _DEFAULTS.checkpointing,
+        cuda_graphs: bool = _DEFAULTS.cuda_graphs,
         image_shape: tuple | None = None,
         num_workers: int = 0,
         warm_start: Any = "auto",
@@ -446,192 +378,6 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
         self.accelerator = accelerator
 
-    # -- input handling ---------------------------------------------------------
-
-    def _loader_params(self) -> dict:
-        """DataLoader settings of every skorch net (training, arch split, predict)."""
-        return {
-            "iterator_train__num_workers": self.num_workers,
-            "iterator_valid__num_workers": self.num_workers,
-        }
-
-    def _file_reading(self) -> tuple[tuple[int, int], str]:
-        """``(image_size, color)`` reading new files the way the fit saw its images."""
-        if self.color_ is None:
-            raise ValueError(
-                "X: image files are read as grey (1 channel) or RGB (3 channels), but "
-                f"this estimator was fitted on {self.image_shape_[0]}-channel images; "
-                "pass arrays or a torch Dataset instead."
-            )
-        return self.image_size_, self.color_
-
-    def _images(self, X, reset: bool, y=None):
-        """Validate X and return standardised images with any labels X carries.
-
-        Arrays give an ``(n, c, h, w)`` float32 array (sklearn's validation:
-        ``n_features_in_``, NaN, ...); image folders, lists of image files and
-        torch Datasets give a :class:`~skdarts.data.StandardisedDataset`, read
-        lazily (a folder that fits in memory is read at once). Returns
-        ``(images, labels)``; labels come from a folder's sub-folders or a
-        dataset (None for arrays and for prediction).
-        """
-        labels = source = images = None
-        from_arrays = False
-        if reset and y is not None and isinstance(X, (str, os.PathLike)):
-            raise ValueError(
-                "y must be None when X is a folder: the labels are the names of its "
-                f"class sub-folders; got y of type {type(y).__name__}."
-            )
-        if reset and y is None and not is_path_input(X):
-            if not isinstance(X, TorchDataset):
-                raise ValueError(
-                    "SupernetSearchClassifier requires y to be passed, but the target "
-                    "y is None: the search is supervised and needs one label per "
-                    "image (or pass an image folder or a torch Dataset of (image, "
-                    "label) items as X)."
-                )
-        if is_path_input(X):
-            if reset and isinstance(X, (str, os.PathLike)):
-                files = ImageFolderDataset(
-                    X, verbose=self.verbose, min_classes=2, _name="X"
-                )
-                labels = np.asarray(files.classes)[files.targets]
-            elif reset:
-                if y is None:
-                    raise ValueError(
-                        "y is None, but X is a list of image files; pass one label "
-                        "per file (or a folder with one sub-folder per class)."
-                    )
-                files = read_image_files(X, verbose=self.verbose)
-            else:
-                size, color = self._file_reading()
-                files = read_image_files(X, size, color, verbose=0)
-            n_bytes = 4 * len(files) * math.prod(files.image_shape)
-            if n_bytes <= _data.FOLDER_MEMORY_BUDGET:
-                images = files.to_array(verbose=self.verbose if reset else 0)
-            else:
-                source = files
-        elif isinstance(X, TorchDataset):
-            check_dataset(X)
-            if reset and y is None:
-                labels = dataset_labels(X, verbose=self.verbose)
-            source = DatasetImages(X, channels=None if reset else self.image_shape_[0])
-            source.shape = source.image(0).shape
-        else:
-            try:
-                Xv = validate_data(
-                    self,
-                    to_host(X),
-                    reset=reset,
-                    allow_nd=True,
-                    dtype=None,
-                    ensure_min_samples=1,
-                )
-            except (TypeError, ValueError) as exc:
-                raise _naming_x(exc) from exc
-            from_arrays = True
-            images = as_images(
-                Xv,
-                image_shape=self.image_shape,
-                channels=None if reset else self.image_shape_[0],
-            )
-        if reset:
-            if not from_arrays:
-                # n_features_in_ describes arrays (sklearn's X.shape[1]); a fit on
-                # files or a dataset must not keep one from an earlier fit.
-                for name in ("n_features_in_", "feature_names_in_"):
-                    self.__dict__.pop(name, None)
-            shape = images.shape[1:] if images is not None else source.shape
-            self.image_shape_ = tuple(int(s) for s in shape)
-            self.image_size_ = self.image_shape_[1:]
-            self.color_ = {1: "grey", 3: "rgb"}.get(self.image_shape_[0])
-            self.pixel_mean_, self.pixel_std_ = (
-                channel_stats(images)
-                if images is not None
-                else dataset_stats(source, verbose=self.verbose)
-            )
-        if images is not None:
-            images = (images - self.pixel_mean_[None, :, None, None]) / self.pixel_std_[
-                None, :, None, None
-            ]
-            return images, labels
-        return StandardisedDataset(
-            source, None, self.pixel_mean_, self.pixel_std_
-        ), labels
-
-    # -- the supernet to start from ---------------------------------------------
-
-    def _initial_module(self, n_classes: int, handed_prior=None) -> Supernet:
-        """The supernet the search starts from.
-
-        ``warm_start=False``: fresh. ``True``: this estimator's last supernet.
-        ``"auto"``: the prior handed over by a pipeline step (an
-        ``OTSourceSelector``) when there is one, else fresh. Anything else is
-        a prior resolved by :func:`._prior.resolve_prior`.
-        """
-        fresh = Supernet(
-            search_space=self.search_space,
-            in_channels=self.image_shape_[0],
-            n_classes=n_classes,
-            init_channels=self.init_channels,
-            n_cells=self.n_cells,
-            n_nodes=self.n_nodes,
-            partial_channels=self.partial_channels,
-            checkpointing=self.checkpointing,
-        )
-        self.source_ = None
-        if self.warm_start is False or (
-            isinstance(self.warm_start, str)
-            and self.warm_start == "auto"
-            and handed_prior is None
-        ):
-            return fresh
-        if self.warm_start is True:
-            previous = self._warm_module
-            if previous is None:
-                return fresh
-            if previous.config() | {"n_classes": n_classes} != fresh.config():
-                raise ValueError(
-                    "warm_start=True continues the previous fit, but the supernet "
-                    f"configuration changed from {previous.config()} to "
-                    f"{fresh.config()}; set warm_start=False to search from scratch."
-                )
-            module = copy.deepcopy(previous).cpu()
-            module.checkpointing = bool(self.checkpointing)
-            if module.n_classes != n_classes:
-                module.reset_head(n_classes)
-            self.source_ = {"kind": "previous_fit"}
-            return module
-        auto = isinstance(self.warm_start, str) and self.warm_start == "auto"
-        prior = handed_prior if auto else self.warm_start  # other str: a path
-        module, self.source_ = resolve_prior(prior, fresh)
-        return module
-
-    # -- fitting --------------------------------------------------------------
-
-    def _callbacks(self, checkpoint=None):
-        cbs = [
-            (
-                "lr_scheduler",
-                LRScheduler(
-                    policy=CosineAnnealingLR,
-                    T_max=self.max_epochs,
-                    eta_min=self.lr_min,
-                ),
-            ),
-            ("genotype_recorder", GenotypeRecorder()),
-        ]
-        if getattr(self, "source_", None) is not None and self.warm_head == "probe":
-            cbs.append(("head_probe", HeadProbe()))
-        if checkpoint is not None:
-            # After the scheduler: the saved state includes this epoch's step.
-            cbs.append(("search_checkpoint", checkpoint))
-        if self.verbose >= 2:
-            cbs.append(("progress_bar", ProgressBar()))
-        for i, cb in enumerate(copy.deepcopy(self.callbacks) or []):
-            cbs.append(cb if isinstance(cb, tuple) else (f"user_{i}", cb))
-        return cbs
-
     @_fit_context(prefer_skip_nested_validation=True)
     @_unchanged_on_error
     def fit(self, X, y=None):
@@ -657,44 +403,11 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
         self
         """
         X, handed_prior = split_handoff(X)
-        warm_module = getattr(self, "net_", None)
+        check_warm_start(self.warm_start)
+        warm_module = getattr(self, "net_", None)  # unfitted: none
         warm_module = warm_module.module_ if warm_module is not None else None
         images, labels = self._images(X, reset=True, y=y)
-        y_name = "y" if labels is None else "the labels of X"
-        y = np.asarray(to_host(y) if labels is None else labels)
-        if y.ndim == 2 and y.shape[1] == 1:
-            from sklearn.exceptions import DataConversionWarning
-
-            warnings.warn(
-                "A column-vector y was passed when a 1d array was expected; "
-                "it is raveled.",
-                DataConversionWarning,
-                stacklevel=2,
-            )
-            y = y.ravel()
-        if y.ndim != 1:
-            raise ValueError(
-                f"{y_name} must be 1-d (one label per image); got shape {y.shape}."
-            )
-        if len(y) != len(images):
-            raise ValueError(
-                f"X and y have inconsistent numbers of samples: X has {len(images)}, "
-                f"y has {len(y)}; pass one label per image."
-            )
-        check_classification_targets(y)
-        encoder = LabelEncoder().fit(y)
-        self.classes_ = encoder.classes_
-        if len(self.classes_) < 2:
-            raise ValueError(
-                f"{y_name} has only one class ({self.classes_[0]!r}); a classifier "
-                "needs at least 2 classes."
-            )
-        if len(images) < 2:
-            raise ValueError(
-                "X: n_samples=1: the search needs at least 2 samples (one for the "
-                "weights, one for the architecture)."
-            )
-        y_enc = encoder.transform(y).astype(np.int64)
+        y_enc = self._encoded_labels(y, labels, len(images))
         if self.accelerator is None:
             self.device_ = resolve_device(self.device)
         else:
@@ -717,7 +430,7 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
             seed = int(meta["seed"])
             w_idx, a_idx = meta["w_idx"].numpy(), meta["a_idx"].numpy()
         else:
-            w_idx, a_idx = _split_indices(y_enc, self.arch_split, rng)
+            w_idx, a_idx = stratified_split(y_enc, self.arch_split, rng)
         if checkpoint is not None:
             checkpoint.metadata.update(
                 seed=seed, w_idx=torch.from_numpy(w_idx), a_idx=torch.from_numpy(a_idx)
@@ -731,235 +444,10 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
                 self._search(
                     images, y_enc, w_idx, a_idx, handed_prior, checkpoint, state
                 )
-        except BaseException:
-            # A failed fit (e.g. a diverged search) must not leave a model that
-            # predicts garbage: the estimator becomes unfitted.
-            for attr in ("net_", "final_net_", "genotype_", "history_"):
-                self.__dict__.pop(attr, None)
-            raise
         finally:
             self._warm_module = None
         self.history_ = self._collect_history()
         return self
-
-    # -- search, resume, interruption ------------------------------------------
-
-    def _fingerprint(self, images: np.ndarray, y_enc: np.ndarray) -> str:
-        """Key of a search: the data and every parameter that shapes its course."""
-        ignored = {
-            "verbose",
-            "callbacks",
-            "checkpoint_dir",
-            "checkpoint_every",
-            "device",
-            "cuda_graphs",
-            "final_epochs",
-            "warm_start",
-            "random_state",
-            "accelerator",
-        }
-        params = {
-            k: v for k, v in self.get_params(deep=False).items() if k not in ignored
-        }
-        rs = self.random_state
-        params["random_state"] = int(rs) if isinstance(rs, numbers.Integral) else None
-        h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
-        if isinstance(images, np.ndarray):
-            h.update(np.ascontiguousarray(images).tobytes())
-        else:
-            # A lazy dataset: its size and a fixed spread of its items.
-            h.update(str(len(images)).encode())
-            for i in np.unique(np.linspace(0, len(images) - 1, 64).astype(int)):
-                h.update(np.ascontiguousarray(images[int(i)][0]).tobytes())
-        h.update(np.ascontiguousarray(y_enc).tobytes())
-        h.update(json.dumps([str(c) for c in self.classes_]).encode())
-        return h.hexdigest()
-
-    def _find_checkpoint(self, images, y_enc):
-        """The checkpoint callback of this fit and the state to resume, if any."""
-        if self.checkpoint_dir is None:
-            return None, None
-        key = self._fingerprint(images, y_enc)[:16]
-        folder = Path(self.checkpoint_dir) / f"search-{key}"
-        checkpoint = SearchCheckpoint(
-            folder, every=int(self.checkpoint_every), metadata={"fingerprint": key}
-        )
-        if not checkpoint.path_.exists():
-            return checkpoint, None
-        state = SearchCheckpoint.load_state(checkpoint.path_)
-        if (state.get("metadata") or {}).get("fingerprint") != key:
-            raise ValueError(
-                f"The checkpoint {str(checkpoint.path_)!r} belongs to another search "
-                "(fingerprint mismatch); delete it or choose another checkpoint_dir."
-            )
-        return checkpoint, state
-
-    def _search(self, images, y_enc, w_idx, a_idx, handed_prior, checkpoint, state):
-        module = self._initial_module(len(self.classes_), handed_prior)
-        if isinstance(images, StandardisedDataset):
-            images.labels = y_enc
-            dataset = images
-        else:
-            dataset = Dataset(images, y_enc)
-        arch_ds = Subset(dataset, a_idx)
-        self.net_ = self._net_class(SearchNet, AcceleratedSearchNet)(
-            module=module,
-            criterion=torch.nn.CrossEntropyLoss,
-            optimizer=torch.optim.SGD,
-            optimizer__lr=self.lr,
-            optimizer__momentum=self.momentum,
-            optimizer__weight_decay=self.weight_decay,
-            optimizer_arch__lr=self.arch_lr,
-            optimizer_arch__betas=(0.5, 0.999),
-            optimizer_arch__weight_decay=self.arch_weight_decay,
-            smoothing=self.smoothing,
-            epsilon=self.epsilon,
-            grad_clip=self.grad_clip,
-            cuda_graphs=self.cuda_graphs,
-            max_epochs=self.max_epochs,
-            batch_size=self.batch_size,
-            train_split=predefined_split(arch_ds),
-            iterator_train__shuffle=True,
-            callbacks=self._callbacks(checkpoint),
-            classes=np.arange(len(self.classes_)),
-            verbose=int(self.verbose >= 1),
-            callbacks__print_log__keys_ignored=["genotype", "arch_weights"],
-            **self._net_device_kwargs(),
-            **self._loader_params(),
-        )
-        if self.source_ is not None:
-            self.net_.set_params(**self._warm_search_params())
-        Xw, yw = Subset(dataset, w_idx), None
-        self.resumed_from_ = 0
-        if state is None:
-            self.net_.fit(Xw, yw)
-        else:
-            self.net_.initialize()
-            dict(self.net_.callbacks_)["search_checkpoint"].restore(self.net_, state)
-            self.resumed_from_ = int(state["epochs_done"])
-            remaining = max(self.max_epochs - self.resumed_from_, 0)
-            self.net_.partial_fit(Xw, yw, epochs=remaining)
-        # The arch split is data, not model state: keep it out of pickles.
-        self.net_.train_split = None
-        self.search_epochs_ = _completed_epochs(self.net_.history)
-        self.interrupted_ = self.search_epochs_ < self.max_epochs and not any(
-            isinstance(cb, EarlyStopping) and cb.misses_ >= cb.patience
-            for _, cb in self.net_.callbacks_
-        )
-        self.genotype_ = self.net_.module_.genotype()
-        self.final_net_ = None
-        if self.interrupted_:
-            resume = (
-                " fit again with the same checkpoint_dir to resume from the last "
-                "checkpoint."
-                if self.checkpoint_dir is not None
-                else " set checkpoint_dir to make searches resumable."
-            )
-            warnings.warn(
-                f"The search was interrupted after {self.search_epochs_} of "
-                f"{self.max_epochs} epochs: the genotype is derived from the alphas "
-                "as they stood, the final training is skipped and predictions come "
-                f"from the supernet (interrupted_=True);{resume}",
-                UserWarning,
-                stacklevel=4,
-            )
-        elif self.final_epochs > 0:
-            self.final_net_ = self._fit_final(dataset, None)
-            done = _completed_epochs(self.final_net_.history)
-            if done < self.final_epochs:
-                self.interrupted_ = True
-                warnings.warn(
-                    f"The final training was interrupted after {done} of "
-                    f"{self.final_epochs} epochs; predictions use the derived "
-                    "network as trained so far (interrupted_=True).",
-                    UserWarning,
-                    stacklevel=4,
-                )
-
-    def _net_class(self, plain, accelerated):
-        return plain if self.accelerator is None else accelerated
-
-    def _net_device_kwargs(self) -> dict:
-        if self.accelerator is None:
-            return {"device": self.device_}
-        # The accelerator places data and modules itself (skorch: device=None).
-        return {"device": None, "accelerator": self.accelerator}
-
-    def _warm_search_params(self) -> dict:
-        """SearchNet settings of a warm-started search (see the warm_* params)."""
-        lr = self.warm_lr if self.warm_lr is not None else self.lr
-        return {
-            "optimizer__lr": lr,
-            "optimizer__param_groups": [("head.*", {"lr": self.lr})],
-            "arch_warmup_epochs": self.warm_arch_warmup_epochs,
-            "epsilon_start": (
-                self.epsilon
-                if self.warm_epsilon_start is None
-                else self.warm_epsilon_start
-            ),
-        }
-
-    def _fit_final(self, images, y_enc):
-        derived = DerivedNetwork.from_supernet(self.net_.module_, self.genotype_)
-        net = self._net_class(_FinalNet, AcceleratedNeuralNetClassifier)(
-            module=derived,
-            criterion=torch.nn.CrossEntropyLoss,
-            optimizer=torch.optim.SGD,
-            optimizer__lr=self.lr,
-            optimizer__momentum=self.momentum,
-            optimizer__weight_decay=self.weight_decay,
-            max_epochs=self.final_epochs,
-            batch_size=self.batch_size,
-            train_split=None,
-            iterator_train__shuffle=True,
-            callbacks=[
-                (
-                    "lr_scheduler",
-                    LRScheduler(
-                        policy=CosineAnnealingLR,
-                        T_max=self.final_epochs,
-                        eta_min=self.lr_min,
-                    ),
-                ),
-                ("finite_guard", FiniteGuard(phase="final training")),
-                *([("progress_bar", ProgressBar())] if self.verbose >= 2 else []),
-            ],
-            classes=np.arange(len(self.classes_)),
-            verbose=int(self.verbose >= 1),
-            **self._loader_params(),
-            **self._net_device_kwargs(),
-        )
-        if self.verbose >= 1:
-            net.set_params(callbacks__print_log=PrintLog())
-        t0 = time.perf_counter()
-        net.fit(images, y_enc)
-        net._skdarts_fit_seconds = time.perf_counter() - t0
-        return net
-
-    def _collect_history(self) -> list[dict]:
-        rows = []
-        keep = (
-            "epoch",
-            "train_loss",
-            "train_acc",
-            "valid_loss",
-            "valid_acc",
-            "arch_loss",
-            "dur",
-            "lr",
-            "epsilon",
-            "genotype",
-            "arch_weights",
-        )
-        for row in self.net_.history:
-            rows.append({"phase": "search"} | {k: row[k] for k in keep if k in row})
-        if self.final_net_ is not None:
-            n = len(rows)
-            for row in self.final_net_.history:
-                entry = {k: row[k] for k in ("train_loss", "dur") if k in row}
-                entry["epoch"] = n + row["epoch"]
-                rows.append({"phase": "final"} | entry)
-        return rows
 
     # -- prediction -------------------------------------------------------------
 
@@ -1007,77 +495,3 @@ class SupernetSearchClassifier(ClassifierMixin, BaseEstimator):
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "net_") and hasattr(self, "classes_")
-
-    # -- persistence -------------------------------------------------------------
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        device = getattr(self, "device_", None)
-        if (
-            isinstance(device, str)
-            and device.startswith("cuda")
-            and not torch.cuda.is_available()
-        ):
-            # The skorch nets inside have already mapped their tensors to the CPU.
-            warnings.warn(
-                f"This SupernetSearchClassifier was fitted on {device!r}, which is "
-                "not available here: it was loaded on the CPU (device_='cpu').",
-                UserWarning,
-                stacklevel=2,
-            )
-            self.device_ = "cpu"
-
-    def export(
-        self, path, format: str = "safetensors", *, overwrite: bool = False
-    ) -> Path:
-        """Write the trained derived network for use without this estimator.
-
-        The exported model includes the input standardisation and returns
-        class probabilities equal to :meth:`predict_proba`'s, for images
-        scaled as :func:`skdarts.data.as_images` scales them (8-bit integer
-        pixels divided by 255). See :mod:`skdarts.export` for the formats;
-        :func:`skdarts.load_exported` reads them back. The write is atomic.
-
-        Parameters
-        ----------
-        path : str or path-like
-            A folder for ``"safetensors"``, a file otherwise.
-        format : {"safetensors", "torchscript", "onnx"}, default="safetensors"
-        overwrite : bool, default=False
-            Replace an existing export.
-
-        Returns
-        -------
-        pathlib.Path
-
-        Examples
-        --------
-        >>> import os, tempfile
-        >>> from sklearn.datasets import load_digits
-        >>> from skdarts import load_exported
-        >>> X, y = load_digits(return_X_y=True)
-        >>> clf = SupernetSearchClassifier(search_space="s2", init_channels=2,
-        ...     n_cells=1, n_nodes=1, max_epochs=1, final_epochs=1, verbose=0,
-        ...     device="cpu", random_state=0).fit(X[:60], y[:60])
-        >>> folder = clf.export(os.path.join(tempfile.mkdtemp(), "digits"))
-        >>> model = load_exported(folder)
-        >>> images = torch.tensor(X[:2].reshape(-1, 1, 8, 8), dtype=torch.float32)
-        >>> bool(torch.allclose(model(images).double(),
-        ...     torch.from_numpy(clf.predict_proba(X[:2])), atol=1e-6))
-        True
-        """
-        check_is_fitted(self)
-        if self.final_net_ is None:
-            raise ValueError(
-                "export writes the trained derived network, but this estimator has "
-                "none (final_epochs=0 or an interrupted search): fit with "
-                "final_epochs >= 1 (or resume the search) first."
-            )
-        model = ExportedClassifier(
-            copy.deepcopy(self.final_net_.module_).cpu(),
-            self.pixel_mean_,
-            self.pixel_std_,
-            classes=self.classes_.tolist(),
-            image_shape=self.image_shape_,
-        )
-        return export_network(model, path, format=format, overwrite=overwrite)

@@ -24,13 +24,20 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from ..supernet import Supernet
 from ..zoo import ZooEntry, load_supernet
 
-__all__ = ["SIZE_KEYS", "adapt_stem", "resolve_prior", "transfer_weights"]
+__all__ = [
+    "SIZE_KEYS",
+    "adapt_stem",
+    "check_warm_start",
+    "resolve_prior",
+    "transfer_weights",
+]
 
 #: Configuration keys a prior must share with the target.
 SIZE_KEYS = ("search_space", "init_channels", "n_cells", "n_nodes", "stem_multiplier")
@@ -106,6 +113,67 @@ def transfer_weights(prior: Supernet, fresh: Supernet) -> Supernet:
 def _is_fitted_search_estimator(obj) -> bool:
     net = getattr(obj, "net_", None)
     return isinstance(getattr(net, "module_", None), Supernet)
+
+
+_ACCEPTED = (
+    "False, True, 'auto', a ZooEntry, a Supernet, a fitted "
+    "SupernetSearchClassifier or the path of a saved supernet (a folder written "
+    "by skdarts.zoo.save_supernet, or a zoo entry's folder)"
+)
+
+
+def check_warm_start(warm_start: Any) -> None:
+    """Raise unless ``warm_start`` is one of the values the estimator accepts.
+
+    Checked at the start of ``fit``, before any work, so that a typo in a path
+    or a wrong object fails at once with an error naming what was given.
+
+    Raises
+    ------
+    FileNotFoundError
+        A string or path that is neither ``"auto"`` nor an existing file or
+        folder.
+    ValueError
+        An estimator that is not fitted.
+    TypeError
+        Any other object.
+
+    Examples
+    --------
+    >>> check_warm_start("auto")
+    >>> check_warm_start("no/such/prior")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: warm_start='no/such/prior': no saved supernet there ...
+    >>> check_warm_start(3)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: warm_start must be False, True, 'auto', ...; got int (3).
+    """
+    if isinstance(warm_start, (bool, ZooEntry, Supernet)):
+        return
+    if isinstance(warm_start, (str, os.PathLike)):
+        if isinstance(warm_start, str) and warm_start == "auto":
+            return
+        if not Path(warm_start).exists():
+            # FileNotFoundError, as loading the path would raise (and did
+            # before this check existed).
+            raise FileNotFoundError(
+                f"warm_start={str(warm_start)!r}: no saved supernet there (no such "
+                f"file or folder, and not 'auto'); accepted: {_ACCEPTED}."
+            )
+        return
+    if _is_fitted_search_estimator(warm_start):
+        return
+    if hasattr(warm_start, "get_params") and hasattr(warm_start, "fit"):
+        raise ValueError(
+            f"warm_start got an unfitted {type(warm_start).__name__}; fit it first. "
+            f"Accepted: {_ACCEPTED}."
+        )
+    raise TypeError(
+        f"warm_start must be {_ACCEPTED}; got {type(warm_start).__name__} "
+        f"({warm_start!r})."
+    )
 
 
 def resolve_prior(prior, fresh: Supernet) -> tuple[Supernet, dict]:

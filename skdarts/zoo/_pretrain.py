@@ -42,45 +42,33 @@ import torch
 import torch.nn.functional as F
 from joblib import Parallel, delayed
 from sklearn.utils import check_random_state
-from skorch.callbacks import LRScheduler
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from torch import nn
-from torch.optim.lr_scheduler import CosineAnnealingLR
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm.auto import tqdm
 
 from .._device import resolve_device, rng_devices
 from ..data import as_images, channel_stats, to_host
-from ..search import SearchCheckpoint, SearchNet
-from ..supernet import Supernet
+from ..search import (
+    SearchCheckpoint,
+    SearchConfig,
+    build_search_net,
+    stratified_split,
+)
 from ._store import ZooEntry, _check_name, _state_tensors
 
 __all__ = ["SEARCH_DEFAULTS", "alpha_statistics", "pretrain", "pretrain_mixture"]
 
-#: Search parameters accepted by pretraining, with SupernetSearchClassifier's
-#: defaults (a test keeps the two in step).
+#: Search parameters accepted by pretraining, with their defaults: those of
+#: SearchConfig (the estimator's too) but how a supernet runs (PC-DARTS,
+#: checkpointing, CUDA graphs), plus how inputs are read and where and how
+#: repeatably the search runs.
 SEARCH_DEFAULTS = {
-    "search_space": "darts",
-    "init_channels": 8,
-    "n_cells": 5,
-    "n_nodes": 4,
-    "max_epochs": 20,
-    "batch_size": 64,
-    "lr": 0.025,
-    "lr_min": 0.001,
-    "momentum": 0.9,
-    "weight_decay": 3e-4,
-    "arch_lr": 3e-4,
-    "arch_weight_decay": 1e-3,
-    "arch_split": 0.5,
-    "smoothing": "random",
-    "epsilon": 0.3,
-    "grad_clip": 5.0,
-    "image_shape": None,
-    "device": "auto",
-    "random_state": None,
-}
+    k: v
+    for k, v in SearchConfig.defaults().items()
+    if k not in ("partial_channels", "checkpointing", "cuda_graphs")
+} | {"image_shape": None, "device": "auto", "random_state": None}
 _MIXING = ("balanced", "proportional")
 
 
@@ -183,22 +171,6 @@ def _convert(images: np.ndarray, channels: int, size) -> np.ndarray:
             )
         images = np.concatenate(out)
     return np.ascontiguousarray(images, dtype=np.float32)
-
-
-def _split(y: np.ndarray, fraction: float, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified (weight, architecture) split; each side keeps >= 1 sample."""
-    arch = np.zeros(len(y), dtype=bool)
-    for cls in np.unique(y):
-        members = rng.permutation(np.flatnonzero(y == cls))
-        k = round(fraction * len(members))
-        if len(members) >= 2:
-            k = min(max(k, 1), len(members) - 1)
-        arch[members[:k]] = True
-    if arch.all():
-        arch[rng.randint(len(y))] = False
-    if not arch.any():
-        arch[rng.randint(len(y))] = True
-    return np.flatnonzero(~arch), np.flatnonzero(arch)
 
 
 class SourceMaskedCrossEntropy(nn.Module):
@@ -366,7 +338,7 @@ def _train(
         mean, std = channel_stats(images)
         images = (images - mean[None, :, None, None]) / std[None, :, None, None]
         stats.append((mean, std))
-        w_idx, a_idx = _split(y_enc, params["arch_split"], rng)
+        w_idx, a_idx = stratified_split(y_enc, params["arch_split"], rng)
         xs_w.append(images[w_idx])
         ys_w.append(y_enc[w_idx] + offset)
         ws_w.append(np.full(len(w_idx), 1.0 / len(w_idx)))
@@ -388,43 +360,18 @@ def _train(
     t0 = time.perf_counter()
     with torch.random.fork_rng(devices=rng_devices(device)):
         torch.manual_seed(seed)
-        module = Supernet(
-            search_space=params["search_space"],
-            in_channels=parts[0][1].shape[1],
-            n_classes=n_total,
-            init_channels=params["init_channels"],
-            n_cells=params["n_cells"],
-            n_nodes=params["n_nodes"],
-        )
-        net = SearchNet(
-            module=module,
+        config = SearchConfig.from_params(params)
+        module = config.make_supernet(parts[0][1].shape[1], n_total)
+        net = build_search_net(
+            config,
+            module,
             criterion=criterion,
             **crit_kwargs,
-            optimizer=torch.optim.SGD,
-            optimizer__lr=params["lr"],
-            optimizer__momentum=params["momentum"],
-            optimizer__weight_decay=params["weight_decay"],
-            optimizer_arch__lr=params["arch_lr"],
-            optimizer_arch__betas=(0.5, 0.999),
-            optimizer_arch__weight_decay=params["arch_weight_decay"],
-            smoothing=params["smoothing"],
-            epsilon=params["epsilon"],
-            grad_clip=params["grad_clip"],
-            max_epochs=params["max_epochs"],
-            batch_size=params["batch_size"],
             train_split=predefined_split(arch_ds),
             iterator_train=_mixing_loader,
-            callbacks=[
-                (
-                    "lr_scheduler",
-                    LRScheduler(
-                        policy=CosineAnnealingLR,
-                        T_max=params["max_epochs"],
-                        eta_min=params["lr_min"],
-                    ),
-                )
-            ]
-            + ([("search_checkpoint", checkpoint)] if checkpoint is not None else []),
+            callbacks=(
+                [("search_checkpoint", checkpoint)] if checkpoint is not None else []
+            ),
             classes=np.arange(n_total),
             device=device,
             verbose=int(verbose),
