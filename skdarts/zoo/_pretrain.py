@@ -50,7 +50,7 @@ from .._device import resolve_device, rng_devices
 from ..data import as_images, channel_stats, to_host
 from ..search import SearchNet
 from ..supernet import Supernet
-from ._store import ZooEntry, _check_name, _state_tensors
+from ._entry import ZooEntry, _check_name, _state_tensors
 
 __all__ = ["SEARCH_DEFAULTS", "pretrain", "pretrain_mixture"]
 
