@@ -18,7 +18,6 @@ import importlib
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -301,20 +300,15 @@ def _atomic_dump(obj, path: Path, overwrite: bool) -> None:
     """joblib.dump to a temporary file next to ``path``, then rename it."""
     import joblib
 
+    from ._files import atomic_writer
+
     if path.exists() and not overwrite:
         raise FileExistsError(
             f"{os.fspath(path)!r} exists; pass --overwrite to replace it or choose "
             "another --output."
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        joblib.dump(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as f:
+        joblib.dump(obj, f)
 
 
 def _search(args) -> int:
