@@ -111,19 +111,12 @@ def _source_spec(spec: str) -> tuple[str, str]:
 
 
 def _image_size(value: str | None):
-    if value is None:
-        return None
+    from .data import parse_image_size
+
     try:
-        parts = [int(v) for v in value.lower().replace("x", ",").split(",")]
-    except ValueError:
-        raise CommandError(
-            f"--image-size must be N or HxW (e.g. 28 or 32x32); got {value!r}."
-        ) from None
-    if len(parts) not in (1, 2) or min(parts) < 1:
-        raise CommandError(
-            f"--image-size must be N or HxW with positive sizes; got {value!r}."
-        )
-    return parts[0] if len(parts) == 1 else tuple(parts)
+        return parse_image_size(value, name="--image-size")
+    except (TypeError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
 
 
 # -- zoo --------------------------------------------------------------------------
