@@ -193,13 +193,70 @@ def test_identity_and_symmetry(halves, method):
     assert ab > 0
 
 
-def test_sinkhorn_is_debiased(halves):
-    a, b = halves
-    assert dataset_distance(a, a, solver="sinkhorn", max_points=200) < 1e-6
-    raw = dataset_distance(a, a, solver="sinkhorn", debias=False, max_points=200)
-    assert raw > 1e-2  # the entropic bias the debiasing removes
-    ab = dataset_distance(a, b, solver="sinkhorn", max_points=200)
-    assert ab == pytest.approx(dataset_distance(a, b, max_points=200), rel=0.5)
+@pytest.fixture(scope="module")
+def small_pair(digits):
+    """Two small, different signatures whose points are all used (60 each)."""
+    X, y = digits
+    keep = y < 3
+    a = compute_signature(X[keep][::2], y[keep][::2], max_points=60, random_state=0)
+    b = compute_signature(
+        16 - X[keep][1::2], y[keep][1::2], max_points=60, random_state=1
+    )
+    assert len(a.points) == len(b.points) == 60
+    return a, b
+
+
+def _uniform(n):
+    return np.full(n, 1.0 / n)
+
+
+@pytest.mark.parametrize("method", ["wasserstein", "otdd"])
+def test_sinkhorn_debiasing_moves_towards_exact_ot(small_pair, method):
+    a, b = small_pair
+    exact = dataset_distance(a, b, method)
+    raw = dataset_distance(a, b, method, solver="sinkhorn", reg=0.1, debias=False)
+    debiased = dataset_distance(a, b, method, solver="sinkhorn", reg=0.1)
+    # The entropic bias is several times the debiased error at this reg.
+    assert abs(debiased - exact) < abs(raw - exact) / 3
+    assert debiased == pytest.approx(exact, rel=0.005)
+
+
+def test_debiased_sinkhorn_is_the_sinkhorn_divergence(small_pair):
+    # Feydy et al. 2019, computed here from POT directly on the stored points.
+    a, b = small_pair
+    reg, n = 0.1, len(a.points)
+
+    def s(p, q):
+        return ot.sinkhorn2(_uniform(n), _uniform(n), ot.dist(p, q), reg)
+
+    value = s(a.points, b.points) - (s(a.points, a.points) + s(b.points, b.points)) / 2
+    got = dataset_distance(a, b, "wasserstein", solver="sinkhorn", reg=reg)
+    assert got == pytest.approx(np.sqrt(value), rel=1e-6)
+
+
+def test_otdd_equals_a_hand_built_computation(small_pair):
+    # OTDD (Alvarez-Melis & Fusi 2020) with Gaussian class distributions:
+    # ground cost ||x - x'||^2 + W2^2(N_y, N_y'), W2 from POT's closed form,
+    # outer problem exact OT between uniform weights.
+    a, b = small_pair
+    W = np.empty((a.n_classes, b.n_classes))
+    for i in range(a.n_classes):
+        for j in range(b.n_classes):
+            W[i, j] = (
+                ot.gaussian.bures_wasserstein_distance(
+                    a.class_means[i].astype(np.float64),
+                    b.class_means[j].astype(np.float64),
+                    a.class_covs[i].astype(np.float64),
+                    b.class_covs[j].astype(np.float64),
+                )
+                ** 2
+            )
+    pa, pb = a.points.astype(np.float64), b.points.astype(np.float64)
+    M = ((pa[:, None, :] - pb[None, :, :]) ** 2).sum(-1) + W[np.ix_(a.labels, b.labels)]
+    expected = np.sqrt(ot.emd2(_uniform(len(pa)), _uniform(len(pb)), M))
+    assert dataset_distance(a, b, "otdd") == pytest.approx(expected, rel=1e-5)
+    # And the labels matter: without them the value is the feature-only OT.
+    assert dataset_distance(a, b, "wasserstein") < expected
 
 
 @pytest.mark.parametrize("method", ["otdd", "wasserstein", "sliced", "gaussian"])
@@ -405,3 +462,27 @@ def test_pipeline_hands_prior_to_classifier(digits_zoo, monkeypatch):
         warnings.simplefilter("ignore", UserWarning)
         cold.fit(X[:120], y[:120])
     assert cold[-1].source_ is None and len(seen) == 1
+
+
+def test_random_state_takes_int_randomstate_or_none(small_pair):
+    a, b = small_pair
+    kw = dict(method="sliced", n_projections=20)
+    assert dataset_distance(a, b, random_state=3, **kw) == dataset_distance(
+        a, b, random_state=3, **kw
+    )
+    d1 = dataset_distance(a, b, random_state=np.random.RandomState(0), **kw)
+    d2 = dataset_distance(a, b, random_state=np.random.RandomState(0), **kw)
+    assert d1 == d2
+    assert np.isfinite(dataset_distance(a, b, random_state=None, **kw))
+    with pytest.raises(TypeError, match="random_state"):
+        dataset_distance(a, b, random_state="seed", **kw)
+
+
+def test_rank_sources_progress_is_a_deprecated_verbose(small_pair):
+    from skdarts.similarity import rank_sources
+
+    a, b = small_pair
+    sources = [("a", "a", a), ("b", "b", b)]
+    with pytest.warns(FutureWarning, match="verbose"):
+        old = rank_sources(a, sources, progress=False)
+    assert old.names == rank_sources(a, sources, verbose=0).names == ["a", "b"]

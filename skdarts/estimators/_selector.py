@@ -247,7 +247,7 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
             else max(self.shortlist, self.n_sources),
             max_points=self.max_points,
             random_state=seed % 1_000_000,
-            progress=self.verbose > 0,
+            verbose=int(self.verbose > 0),
         )
         self.ranking_ = ranking.names
         self.distances_ = ranking.distances
