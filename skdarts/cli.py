@@ -389,18 +389,12 @@ def _search_curve(clf) -> list[float]:
     ]
 
 
-def _first_epoch_reaching(curve: list[float], target: float) -> float:
-    for i, acc in enumerate(curve):
-        if acc >= target - 1e-12:
-            return i + 1
-    return float("inf")
-
-
 def _demo(args) -> int:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     from .estimators import SupernetSearchClassifier
+    from .evaluation import epochs_to_reach
 
     device = _device(args)
     X, y = load_digits(return_X_y=True)
@@ -467,8 +461,8 @@ def _demo(args) -> int:
         scratch_curve = _search_curve(runs["scratch"][0])
         warm_curve = _search_curve(runs["warm"][0])
         target = scratch_curve[-1]
-        e_scratch = _first_epoch_reaching(scratch_curve, target)
-        e_warm = _first_epoch_reaching(warm_curve, target)
+        e_scratch = epochs_to_reach(scratch_curve, target)
+        e_warm = epochs_to_reach(warm_curve, target)
         speedup = e_scratch / e_warm
         acc_delta = runs["warm"][0].score(Xte, yte) - runs["scratch"][0].score(Xte, yte)
         print(
