@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import BaseEstimator, clone
-from sklearn.datasets import load_digits
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import StratifiedKFold, cross_validate
 from skorch.history import History
@@ -36,12 +35,6 @@ DATA = ROOT.parent / "shared" / "data"
 TINY = dict(
     init_channels=2, n_cells=1, n_nodes=1, max_epochs=2, final_epochs=0, verbose=0
 )
-
-
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return X[:240].reshape(-1, 8, 8), y[:240]
 
 
 # -- curve arithmetic on hand-made curves -----------------------------------------
@@ -145,7 +138,7 @@ def test_curve_from_history_needs_heldout_entries():
 
 
 def test_prepare_heldout_matches_the_estimator(digits):
-    X, y = digits
+    X, y = digits[0][:240].reshape(-1, 8, 8), digits[1][:240]
     clf = SupernetSearchClassifier(**TINY, random_state=0).fit(X[:150], y[:150])
     images, labels = prepare_heldout(X[:150], X[150:], y[:150], y[150:])
     np.testing.assert_allclose(images, clf._images(X[150:], reset=False)[0], atol=1e-6)
@@ -153,13 +146,13 @@ def test_prepare_heldout_matches_the_estimator(digits):
 
 
 def test_prepare_heldout_rejects_unseen_labels(digits):
-    X, _ = digits
+    X = digits[0][:240].reshape(-1, 8, 8)
     with pytest.raises(ValueError, match="y_heldout"):
         prepare_heldout(X[:10], X[10:20], np.zeros(10), np.arange(10))
 
 
 def test_callback_records_the_accuracy_predict_gives(digits):
-    X, y = digits
+    X, y = digits[0][:240].reshape(-1, 8, 8), digits[1][:240]
     Xh, yh = prepare_heldout(X[:160], X[160:], y[:160], y[160:])
     clf = SupernetSearchClassifier(
         **TINY, random_state=0, callbacks=[("heldout", HeldOutAccuracy(Xh, yh))]
@@ -175,7 +168,7 @@ def test_callback_records_the_accuracy_predict_gives(digits):
 
 
 def test_callback_rejects_bad_heldout_data(digits):
-    X, y = digits
+    X, y = digits[0][:240].reshape(-1, 8, 8), digits[1][:240]
     clf = SupernetSearchClassifier(
         **TINY, callbacks=[("heldout", HeldOutAccuracy(np.zeros((3, 8, 8)), [0, 1]))]
     )
@@ -222,7 +215,7 @@ class OrderSelector(BaseEstimator):
 
 @pytest.fixture(scope="module")
 def zoo(digits):
-    X, y = digits
+    X, y = digits[0][:240].reshape(-1, 8, 8), digits[1][:240]
     fits = {}
     for name, seed in (("a", 1), ("b", 2), ("multi", 3)):
         fits[name] = SupernetSearchClassifier(**TINY, random_state=seed).fit(X, y)
@@ -241,7 +234,7 @@ def _comparison(default_zoo, **kw):
 
 
 def test_strategies_start_from_the_right_entries(zoo, digits):
-    X, y = digits
+    X, y = digits[0][:240].reshape(-1, 8, 8), digits[1][:240]
     cmp = _comparison(zoo, seeds=(0, 1)).fit(X, y)
     res = cmp.result_
     assert res.strategies == list(STRATEGIES)
@@ -276,7 +269,7 @@ def test_strategies_start_from_the_right_entries(zoo, digits):
 
 
 def test_same_seeds_give_the_same_curves(zoo, digits):
-    X, y = digits
+    X, y = digits[0][:240].reshape(-1, 8, 8), digits[1][:240]
     cmps = [
         _comparison(zoo, strategies=["scratch", "ot"], seeds=seeds).fit(X, y)
         for seeds in ((0,), (0,), (5,))
@@ -293,7 +286,7 @@ def test_same_seeds_give_the_same_curves(zoo, digits):
 
 
 def test_cross_validate_compares_strategies_on_the_same_folds(zoo, digits):
-    X, y = digits
+    X, y = digits[0][:240].reshape(-1, 8, 8), digits[1][:240]
     cmp = _comparison(zoo, strategies=["scratch", "ot", "multi"])
     scoring = comparison_scoring(["ot", "multi"], ["speedup_epochs", "test_acc"])
     cv = StratifiedKFold(2, shuffle=True, random_state=0)
@@ -322,7 +315,7 @@ def test_cross_validate_compares_strategies_on_the_same_folds(zoo, digits):
     ],
 )
 def test_comparison_rejects_bad_parameters(zoo, digits, kw, match):
-    X, y = digits
+    X, y = digits[0][:240].reshape(-1, 8, 8), digits[1][:240]
     with pytest.raises(ValueError, match=match):
         _comparison(zoo, **kw).fit(X, y)
 
@@ -376,7 +369,7 @@ def test_transfer_benchmark_quick(tmp_path):
 
 
 def test_warm_start_probes_the_head_unless_fresh_is_asked(zoo, digits):
-    X, y = digits
+    X, y = digits[0][:240].reshape(-1, 8, 8), digits[1][:240]
     prior = zoo["a"]
     params = dict(TINY, max_epochs=1, random_state=0)
     probed = SupernetSearchClassifier(**params, warm_start=prior).fit(X, y)
@@ -391,7 +384,7 @@ def test_warm_start_probes_the_head_unless_fresh_is_asked(zoo, digits):
 
 
 def test_probe_fits_a_head_on_the_prior_features(digits):
-    X, y = digits
+    X, y = digits[0][:240].reshape(-1, 8, 8), digits[1][:240]
     base = dict(init_channels=4, n_cells=1, n_nodes=1, final_epochs=0, verbose=0)
     prior = SupernetSearchClassifier(**base, max_epochs=3, random_state=0).fit(X, y)
     warm = SupernetSearchClassifier(

@@ -11,7 +11,6 @@ import pytest
 from _fakezoo import FakeZoo
 from _tiny import tiny
 from sklearn.base import clone
-from sklearn.datasets import load_digits
 from sklearn.pipeline import make_pipeline
 
 from skdarts import OTSourceSelector, SupernetSearchClassifier
@@ -32,14 +31,8 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return X.reshape(-1, 8, 8), y
-
-
-@pytest.fixture(scope="module")
 def halves(digits):
-    X, y = digits
+    X, y = digits[0].reshape(-1, 8, 8), digits[1]
     a = compute_signature(X[::2], y[::2], max_points=400, random_state=0)
     b = compute_signature(X[1::2], y[1::2], max_points=400, random_state=1)
     return a, b
@@ -49,7 +42,7 @@ def halves(digits):
 
 
 def test_embedding_is_per_image_and_scale_free(digits):
-    X, _ = digits
+    X = digits[0].reshape(-1, 8, 8)
     images = X[:20, None].astype(np.float32)
     alone = embed_images(images[:5])
     assert np.allclose(embed_images(images)[:5], alone)  # no dataset statistics
@@ -60,7 +53,7 @@ def test_embedding_is_per_image_and_scale_free(digits):
 
 
 def test_signature_size_is_bounded(digits):
-    X, y = digits
+    X, y = digits[0].reshape(-1, 8, 8), digits[1]
     rng = np.random.RandomState(0)
     big = np.concatenate([X] * 6) + rng.rand(6 * len(X), 8, 8)
     small_sig = compute_signature(X[:300], y[:300])
@@ -73,7 +66,7 @@ def test_signature_size_is_bounded(digits):
 
 
 def test_signature_moments_match_embedding(digits):
-    X, y = digits
+    X, y = digits[0].reshape(-1, 8, 8), digits[1]
     sig = compute_signature(X[:500], y[:500], chunk_size=64)
     Z = embed_images(X[:500, None])
     cls = np.flatnonzero(np.unique(y[:500]) == 3)[0]
@@ -157,7 +150,7 @@ def test_bures_matches_pot(halves):
 
 def test_gaussian_otdd_surrogate(halves, digits):
     a, b = halves
-    X, y = digits
+    X, y = digits[0].reshape(-1, 8, 8), digits[1]
     flipped = compute_signature(16 - X[1::2], y[1::2], max_points=400)
     d = gaussian_otdd_distances(a, [b, flipped, a], max_points=200)
     assert d[0] < d[1] and d[2] < d[0] + 1e-12
@@ -196,7 +189,7 @@ def test_identity_and_symmetry(halves, method):
 @pytest.fixture(scope="module")
 def small_pair(digits):
     """Two small, different signatures whose points are all used (60 each)."""
-    X, y = digits
+    X, y = digits[0].reshape(-1, 8, 8), digits[1]
     keep = y < 3
     a = compute_signature(X[keep][::2], y[keep][::2], max_points=60, random_state=0)
     b = compute_signature(
@@ -261,7 +254,7 @@ def test_otdd_equals_a_hand_built_computation(small_pair):
 
 @pytest.mark.parametrize("method", ["otdd", "wasserstein", "sliced", "gaussian"])
 def test_shifted_copies_are_farther(digits, halves, method):
-    X, y = digits
+    X, y = digits[0].reshape(-1, 8, 8), digits[1]
     a, b = halves
     near = dataset_distance(a, b, method)
     rotated = compute_signature(np.rot90(X[1::2], axes=(1, 2)), y[1::2])
@@ -271,7 +264,7 @@ def test_shifted_copies_are_farther(digits, halves, method):
 
 
 def test_otdd_sees_labels(digits):
-    X, y = digits
+    X, y = digits[0].reshape(-1, 8, 8), digits[1]
     low, high = y < 5, y >= 5
     a_low = compute_signature(X[::2][low[::2]], y[::2][low[::2]])
     b_low = compute_signature(X[1::2][low[1::2]], y[1::2][low[1::2]])
@@ -289,7 +282,7 @@ def test_otdd_sees_labels(digits):
 
 
 def test_triangle_inequality(digits, halves):
-    X, y = digits
+    X, y = digits[0].reshape(-1, 8, 8), digits[1]
     a, b = halves
     c = compute_signature(np.rot90(X[1::2], axes=(1, 2)), y[1::2], max_points=400)
     for method in ("otdd", "wasserstein", "gaussian"):
@@ -319,7 +312,7 @@ def test_distance_errors(halves):
 
 @pytest.fixture(scope="module")
 def digits_zoo(digits):
-    X, y = digits
+    X, y = digits[0].reshape(-1, 8, 8), digits[1]
     src, tgt = slice(0, 1200), slice(1200, None)
     zoo = FakeZoo(
         {
