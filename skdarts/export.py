@@ -67,7 +67,9 @@ class ExportedClassifier(nn.Module):
     classes : sequence, optional
         Labels of the output columns.
     image_shape : sequence of int, optional
-        ``(c, h, w)`` of the images seen in training.
+        ``(c, h, w)`` of the images seen in training (the estimator's
+        ``image_shape_``): the shape inputs must have. The exported model
+        neither reshapes flat rows nor resizes images.
 
     Attributes
     ----------
@@ -174,7 +176,9 @@ def export_network(
     classes : sequence, optional
         Output labels (stored as JSON; other objects as their ``str``).
     image_shape : sequence of int, optional
-        ``(c, h, w)``; also the example input shape for tracing.
+        ``(c, h, w)`` of the images seen in training: the shape inputs must
+        have, and the example input's shape for tracing. Nothing is reshaped
+        or resized by the export.
     overwrite : bool, default=False
         Replace an existing export (atomically).
 

@@ -145,7 +145,9 @@ def as_images(
     X : array-like
         See the module's layouts.
     image_shape : tuple of int, optional
-        ``(h, w)`` or ``(c, h, w)`` for flat rows; checked against 3-D/4-D input.
+        How to reshape flat rows ``(n, features)`` into images: ``(h, w)`` or
+        ``(c, h, w)``; checked against 3-D/4-D input. It never resamples (a
+        resize target is ``image_size``, for image files).
     channels : int, optional
         The channel count expected (the one seen at ``fit``).
 

@@ -250,8 +250,10 @@ class ImageFolderDataset(_ImageFiles):
         in nested folders. Other files (by extension), hidden files and files
         directly in ``path`` are ignored.
     image_size : int or (int, int), optional
-        ``(height, width)`` every image is resized to; by default the most
-        common size among the images.
+        A resize target: ``(height, width)`` (an int for a square) every image
+        is resampled to; by default the most common size among the images.
+        Not ``image_shape``, which only says how flat array rows are
+        reshaped.
     color : {"auto", "grey", "rgb"}, default="auto"
         ``"auto"``: grey when every image is grey, else RGB.
     on_error : {"raise", "skip"}, default="raise"
@@ -272,6 +274,7 @@ class ImageFolderDataset(_ImageFiles):
     classes : list of str
         The class (sub-folder) names, sorted; ``targets`` index into it.
     image_size : tuple of int
+        The resize target ``(height, width)`` every image is read at.
     color : {"grey", "rgb"}
     skipped : list of str
         Files skipped, each with the reason.
@@ -418,9 +421,10 @@ def load_image_folder(
     path : str or os.PathLike
         A folder with one sub-folder per class (see :class:`ImageFolderDataset`).
     image_size : int or (int, int), optional
-        ``(height, width)`` every image is resized to; by default the most
-        common size among the images (so equally sized images are never
-        resampled).
+        A resize target: ``(height, width)`` (an int for a square) every image
+        is resampled to; by default the most common size among the images (so
+        equally sized images are never resampled). Not ``image_shape``, which
+        only says how flat array rows are reshaped.
     color : {"auto", "grey", "rgb"}, default="auto"
         ``"auto"``: grey (1 channel) when every image is grey, else RGB (3
         channels). Alpha is composited on white and dropped.

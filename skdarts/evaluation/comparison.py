@@ -162,11 +162,32 @@ class ComparisonResult:
             FutureWarning,
             stacklevel=2,
         )
-        # The plotting layer sits above this one: imported on demand only by
-        # this deprecated shim, to be removed with it.
-        import importlib
+        # The old body, kept as it was: calling skdarts.viz from here would
+        # make this layer import the one above it.
+        if x not in ("epoch", "seconds"):
+            raise ValueError(f"x must be 'epoch' or 'seconds'; got {x!r}.")
+        import matplotlib.pyplot as plt
 
-        return importlib.import_module("skdarts.viz").plot_comparison(self, ax=ax, x=x)
+        if ax is None:
+            _, ax = plt.subplots(figsize=(5, 3.5))
+        for strategy in self.strategies:
+            curves = self.curves[strategy]
+            n = min(c.n_epochs for c in curves)
+            acc = np.mean([c.accuracy[:n] for c in curves], axis=0)
+            if x == "epoch":
+                xs = np.arange(1, n + 1)
+            else:
+                xs = np.mean(
+                    [c.seconds[:n] + c.overhead_seconds for c in curves], axis=0
+                )
+            ax.plot(xs, 100 * acc, marker=".", label=strategy)
+        ax.set_xlabel("search epoch" if x == "epoch" else "training seconds")
+        ax.set_ylabel("held-out accuracy (%)")
+        ax.legend(fontsize="small")
+        return ax
+
+
+# -- running the strategies ---------------------------------------------------------
 
 
 # -- running the strategies ---------------------------------------------------------

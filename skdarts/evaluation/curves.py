@@ -85,7 +85,8 @@ def prepare_heldout(
     y_fit, y_heldout : array-like of shape (n,)
         Their labels; every held-out label must occur in ``y_fit``.
     image_shape : tuple of int, optional
-        The estimator's ``image_shape`` (for flat rows).
+        The estimator's ``image_shape``: how to reshape flat rows
+        ``(n, features)`` into images, ``(h, w)`` or ``(c, h, w)``.
 
     Returns
     -------

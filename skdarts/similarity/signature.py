@@ -313,7 +313,9 @@ def compute_signature(
     max_points : int, default=1000
         Points kept (at most).
     image_shape : tuple of int, optional
-        Shape of flat rows (as in :func:`skdarts.data.as_images`).
+        How to reshape flat rows ``(n, features)`` into images: ``(h, w)`` or
+        ``(c, h, w)`` (as in :func:`skdarts.data.as_images`). It never
+        resamples; the embedding resizes every image to its own fixed size.
     random_state : int, RandomState or None, default=0
         Seeds the subsample (the feature map itself is fixed).
     chunk_size : int, default=4096
