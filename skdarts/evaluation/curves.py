@@ -58,7 +58,7 @@ def epochs_to_reach(acc: Sequence[float], target: float) -> int | float:
     2
     >>> epochs_to_reach([0.2, 0.5], 0.9)
     inf
-    >>> epochs_to_reach([0.1 + 0.2], 0.3)  # 0.30000000000000004 vs 0.3
+    >>> epochs_to_reach([1 - 0.9], 0.1)  # 0.09999999999999998 reaches 0.1
     1
     """
     hits = np.flatnonzero(
