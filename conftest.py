@@ -21,6 +21,18 @@ if _workers > 1:
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's digits, as ``load_digits`` gives them: X (1797, 64), y.
+
+    The one copy every test module shares; modules slice or reshape it (to
+    ``(n, 8, 8)`` images) where they use it, and never modify it in place.
+    """
+    from sklearn.datasets import load_digits
+
+    return load_digits(return_X_y=True)
+
+
 @pytest.fixture(autouse=True)
 def _close_figures():
     yield

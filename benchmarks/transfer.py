@@ -397,11 +397,13 @@ def _plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from skdarts.viz import plot_comparison
+
     fig, axes = plt.subplots(
         1, len(results), figsize=(4 * len(results), 3.4), squeeze=False
     )
     for ax, (target, res) in zip(axes[0], results.items()):
-        res.plot(ax=ax)
+        plot_comparison(res, ax=ax)
         ax.set_title(f"target: {target}")
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")

@@ -5,6 +5,7 @@ estimators, with supernets that can be pretrained, stored in a zoo, chosen by
 an optimal-transport dataset distance and used to warm-start a new search.
 """
 
+from ._version import __version__ as __version__
 from .data import ImageFolderDataset, load_image_folder
 from .estimators import OTSourceSelector, SupernetSearchClassifier
 from .evaluation import (
@@ -19,9 +20,14 @@ from .export import load_exported
 from .search import NonFiniteError
 from .spaces import Genotype, SearchSpace, get_search_space
 from .supernet import DerivedNetwork, Supernet
-from .zoo import SupernetZoo, ZooEntry, load_supernet, save_supernet
-
-__version__ = "0.1.0.dev0"
+from .zoo import (
+    SupernetZoo,
+    ZooEntry,
+    ZooEntryError,
+    ZooKeyError,
+    load_supernet,
+    save_supernet,
+)
 
 __all__ = [
     "ComparisonResult",
@@ -38,6 +44,8 @@ __all__ = [
     "SupernetZoo",
     "WarmStartComparison",
     "ZooEntry",
+    "ZooEntryError",
+    "ZooKeyError",
     "compare_curves",
     "comparison_scoring",
     "get_search_space",

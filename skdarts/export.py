@@ -31,7 +31,6 @@ This module belongs to the supernet layer: it imports only
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import shutil
@@ -45,6 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._files import fsync_file, publish, sha256_file
 from .supernet import DerivedNetwork
 
 __all__ = ["FORMATS", "ExportedClassifier", "export_network", "load_exported"]
@@ -67,7 +67,9 @@ class ExportedClassifier(nn.Module):
     classes : sequence, optional
         Labels of the output columns.
     image_shape : sequence of int, optional
-        ``(c, h, w)`` of the images seen in training.
+        ``(c, h, w)`` of the images seen in training (the estimator's
+        ``image_shape_``): the shape inputs must have. The exported model
+        neither reshapes flat rows nor resizes images.
 
     Attributes
     ----------
@@ -141,19 +143,6 @@ def _description(model: ExportedClassifier, fmt: str) -> dict[str, Any]:
     }
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
 def _check_target(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise FileExistsError(
@@ -161,30 +150,6 @@ def _check_target(path: Path, overwrite: bool) -> None:
             "old export is replaced atomically) or choose another path."
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-
-
-def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
-    """Move the finished ``tmp`` (file or folder) to ``path`` in one rename."""
-    if not path.exists():
-        if tmp.is_dir():
-            os.rename(tmp, path)
-        else:
-            # link() fails if a concurrent writer created ``path`` meanwhile.
-            os.link(tmp, path)
-            os.unlink(tmp)
-        return
-    if not overwrite:
-        raise FileExistsError(f"{str(path)!r} appeared while exporting; not replaced.")
-    if tmp.is_dir() or path.is_dir():
-        # A folder cannot replace a non-empty folder in one step: move the old
-        # one aside first, so that ``path`` holds a whole export at all times
-        # but for the instant between the two renames.
-        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
-        os.rename(path, old / "x")
-        os.rename(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, path)
 
 
 def export_network(
@@ -211,7 +176,9 @@ def export_network(
     classes : sequence, optional
         Output labels (stored as JSON; other objects as their ``str``).
     image_shape : sequence of int, optional
-        ``(c, h, w)``; also the example input shape for tracing.
+        ``(c, h, w)`` of the images seen in training: the shape inputs must
+        have, and the example input's shape for tracing. Nothing is reshaped
+        or resized by the export.
     overwrite : bool, default=False
         Replace an existing export (atomically).
 
@@ -281,14 +248,14 @@ def _write_safetensors(model: ExportedClassifier, path: Path, overwrite: bool):
             for k, v in model.state_dict().items()
         }
         save_file(tensors, str(tmp / _WEIGHTS))
-        _fsync(tmp / _WEIGHTS)
+        fsync_file(tmp / _WEIGHTS)
         meta = _description(model, "safetensors")
-        meta["sha256"] = {_WEIGHTS: _sha256(tmp / _WEIGHTS)}
+        meta["sha256"] = {_WEIGHTS: sha256_file(tmp / _WEIGHTS)}
         with open(tmp / _META, "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=2)
             f.flush()
             os.fsync(f.fileno())
-        _publish(tmp, path, overwrite)
+        publish(tmp, path, overwrite)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -340,8 +307,8 @@ def _write_single(model: ExportedClassifier, path: Path, fmt: str, overwrite: bo
             entry = proto.metadata_props.add()
             entry.key, entry.value = "skdarts", meta
             onnx.save(proto, str(tmp))
-        _fsync(tmp)
-        _publish(tmp, path, overwrite)
+        fsync_file(tmp)
+        publish(tmp, path, overwrite)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -414,7 +381,7 @@ def _load_safetensors(path: Path) -> ExportedClassifier:
             "re-export the model."
         )
     expected = meta.get("sha256", {}).get(_WEIGHTS)
-    if expected != _sha256(weights_path):
+    if expected != sha256_file(weights_path):
         raise ValueError(
             f"Checksum mismatch in export {str(path)!r}, file {_WEIGHTS}: the file "
             "is damaged or was modified; re-export or re-download it."

@@ -240,6 +240,6 @@ def test_interrupt_is_one_line(monkeypatch, capsys):
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_zoo_list", interrupted)
+    monkeypatch.setattr(cli.parser, "_zoo_list", interrupted)
     assert main(["zoo", "list"]) == 130
     assert capsys.readouterr().err == "skdarts: interrupted\n"

@@ -192,7 +192,7 @@ def test_corrupt_and_truncated_files_raise_or_skip(tmp_path):
 
 def test_progress_shows_while_indexing(tmp_path, capsys, monkeypatch):
     _two_class_folder(tmp_path)
-    monkeypatch.setattr(data_mod, "PROGRESS_DELAY", 0)
+    monkeypatch.setattr(data_mod.progress, "PROGRESS_DELAY", 0)
     ImageFolderDataset(tmp_path, verbose=1)
     assert "indexing images" in capsys.readouterr().err
     ImageFolderDataset(tmp_path, verbose=0)
@@ -229,7 +229,7 @@ def test_dataset_stats_bounded_sample(monkeypatch):
     full = dataset_stats(source)
     np.testing.assert_array_equal(full[0], channel_stats(X)[0])
     np.testing.assert_array_equal(full[1], channel_stats(X)[1])
-    monkeypatch.setattr(data_mod, "STATS_SAMPLE", 5)
+    monkeypatch.setattr(data_mod.datasets, "STATS_SAMPLE", 5)
     calls = []
     original = source.image
     source.image = lambda i: calls.append(i) or original(i)

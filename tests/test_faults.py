@@ -1,4 +1,4 @@
-"""Fault tolerance of the estimator: persistence, resume, interruption, NaN, export.
+"""Fault tolerance of the estimator: persistence, resume, interruption, NaN.
 
 Everything runs for real: real pickles (one whose tensors claim to live on a
 CUDA device), real checkpoint files, real exports re-loaded by their own
@@ -7,8 +7,6 @@ runtimes. Fits are tiny (one cell, one node, two channels, 8x8 digits).
 
 from __future__ import annotations
 
-import io
-import os
 import pickle
 import warnings
 
@@ -23,7 +21,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from skorch.callbacks import Callback
 
-from skdarts import SupernetSearchClassifier, load_exported
+from skdarts import SupernetSearchClassifier
 from skdarts.search import NonFiniteError, SearchCheckpoint
 
 TINY = tiny(max_epochs=2)
@@ -299,97 +297,3 @@ def test_finite_guard_checks_alphas_after_the_step(data):
         net.module_.alphas_reduce[0, 0] = float("inf")
     with pytest.raises(NonFiniteError, match="alphas"):
         FiniteGuard().on_batch_end(net, batch=None, training=True, loss=torch.ones(()))
-
-
-# -- export -------------------------------------------------------------------------
-
-
-def _images(X):
-    return torch.tensor(X.reshape(-1, 1, 8, 8), dtype=torch.float32)
-
-
-def test_export_safetensors_round_trip(fitted, data, tmp_path):
-    X, _ = data
-    path = fitted.export(tmp_path / "model")
-    assert sorted(p.name for p in path.iterdir()) == ["model.json", "model.safetensors"]
-    model = load_exported(path)
-    assert isinstance(model, torch.nn.Module) and not model.training
-    assert model.classes == fitted.classes_.tolist()
-    assert tuple(model.image_shape) == fitted.image_shape_
-    assert model.metadata["network"]["genotype"] == fitted.genotype_.to_dict()
-    with torch.no_grad():
-        out = model(_images(X)).numpy()
-    np.testing.assert_allclose(out, fitted.predict_proba(X), atol=1e-6)
-
-
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_export_torchscript_round_trip(fitted, data, tmp_path):
-    X, _ = data
-    path = fitted.export(tmp_path / "model.pt", format="torchscript")
-    plain = torch.jit.load(str(path))  # no skdarts involved
-    with torch.no_grad():
-        out = plain(_images(X)).numpy()
-    np.testing.assert_allclose(out, fitted.predict_proba(X), atol=1e-6)
-    assert load_exported(path).classes == fitted.classes_.tolist()
-
-
-def test_export_onnx_round_trip(fitted, data, tmp_path):
-    pytest.importorskip("onnx", reason="onnx not installed (extra 'export')")
-    ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
-    X, _ = data
-    path = fitted.export(tmp_path / "model.onnx", format="onnx")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (out,) = session.run(None, {"images": _images(X).numpy()})
-    np.testing.assert_allclose(out, fitted.predict_proba(X), atol=1e-6)
-
-
-def test_export_refuses_overwrite_and_is_atomic(fitted, tmp_path, monkeypatch):
-    import safetensors.torch
-
-    path = fitted.export(tmp_path / "model")
-    before = (path / "model.safetensors").read_bytes()
-    with pytest.raises(FileExistsError, match="overwrite=True"):
-        fitted.export(path)
-    single = fitted.export(tmp_path / "m.pt", format="torchscript")
-    with pytest.raises(FileExistsError):
-        fitted.export(single, format="torchscript")
-
-    def broken_save(tensors, filename, *args, **kwargs):
-        with open(filename, "wb") as f:
-            f.write(b"half")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(safetensors.torch, "save_file", broken_save)
-    with pytest.raises(OSError, match="disk full"):
-        fitted.export(path, overwrite=True)
-    with pytest.raises(OSError, match="disk full"):
-        fitted.export(tmp_path / "new")
-    monkeypatch.undo()
-    # The old export is untouched, the new one absent, no temporary left over.
-    assert (path / "model.safetensors").read_bytes() == before
-    assert not (tmp_path / "new").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "model"]
-    fitted.export(path, overwrite=True)
-    load_exported(path)
-
-
-def test_export_damage_and_bad_arguments(fitted, tmp_path):
-    path = fitted.export(tmp_path / "model")
-    weights = path / "model.safetensors"
-    raw = bytearray(weights.read_bytes())
-    raw[len(raw) // 2] ^= 0xFF
-    weights.write_bytes(bytes(raw))
-    with pytest.raises(ValueError, match=r"Checksum mismatch.*model\.safetensors"):
-        load_exported(path)
-    with pytest.raises(ValueError, match="format must be one of"):
-        fitted.export(tmp_path / "x", format="pickle")
-    no_final = SupernetSearchClassifier(**TINY | {"final_epochs": 0})
-    no_final.__dict__.update(fitted.__dict__)
-    no_final.final_net_ = None
-    with pytest.raises(ValueError, match="final_epochs >= 1"):
-        no_final.export(tmp_path / "y")
-    buf = io.BytesIO(b"garbage")
-    (tmp_path / "garbage.bin").write_bytes(buf.getvalue())
-    with pytest.raises(ValueError, match="neither"):
-        load_exported(tmp_path / "garbage.bin")
-    assert not os.path.exists(tmp_path / "x")

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
-from sklearn.datasets import load_digits
 from skorch.callbacks import Callback
 
 from skdarts import SupernetSearchClassifier
@@ -33,19 +32,13 @@ class AlphasAtStart(Callback):
         }
 
 
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return X[:120], y[:120]
-
-
 @pytest.mark.parametrize(
     "options",
     [dict(partial_channels=2), dict(checkpointing=True)],
     ids=["partial_channels", "checkpointing"],
 )
 def test_memory_savers_train_and_discretise(digits, options):
-    X, y = digits
+    X, y = digits[0][:120], digits[1][:120]
     clf = SupernetSearchClassifier(
         **FAST, **options, callbacks=[("alphas_at_start", AlphasAtStart())]
     ).fit(X, y)
@@ -72,7 +65,7 @@ def test_memory_savers_train_and_discretise(digits, options):
 
 
 def test_checkpointing_gives_the_same_fit(digits):
-    X, y = digits
+    X, y = digits[0][:120], digits[1][:120]
     plain = SupernetSearchClassifier(**FAST).fit(X, y)
     ckpt = clone(plain).set_params(checkpointing=True).fit(X, y)
     assert plain.genotype_ == ckpt.genotype_
@@ -82,7 +75,7 @@ def test_checkpointing_gives_the_same_fit(digits):
 
 
 def test_bad_partial_channels(digits):
-    X, y = digits
+    X, y = digits[0][:120], digits[1][:120]
     with pytest.raises(ValueError, match="partial_channels"):
         SupernetSearchClassifier(**FAST, partial_channels=0).fit(X, y)
     with pytest.raises(ValueError, match="partial_channels"):

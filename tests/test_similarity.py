@@ -11,7 +11,6 @@ import pytest
 from _fakezoo import FakeZoo
 from _tiny import tiny
 from sklearn.base import clone
-from sklearn.datasets import load_digits
 from sklearn.pipeline import make_pipeline
 
 from skdarts import OTSourceSelector, SupernetSearchClassifier
@@ -32,14 +31,8 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return X.reshape(-1, 8, 8), y
-
-
-@pytest.fixture(scope="module")
 def halves(digits):
-    X, y = digits
+    X, y = digits[0].reshape(-1, 8, 8), digits[1]
     a = compute_signature(X[::2], y[::2], max_points=400, random_state=0)
     b = compute_signature(X[1::2], y[1::2], max_points=400, random_state=1)
     return a, b
@@ -49,7 +42,7 @@ def halves(digits):
 
 
 def test_embedding_is_per_image_and_scale_free(digits):
-    X, _ = digits
+    X = digits[0].reshape(-1, 8, 8)
     images = X[:20, None].astype(np.float32)
     alone = embed_images(images[:5])
     assert np.allclose(embed_images(images)[:5], alone)  # no dataset statistics
@@ -60,7 +53,7 @@ def test_embedding_is_per_image_and_scale_free(digits):
 
 
 def test_signature_size_is_bounded(digits):
-    X, y = digits
+    X, y = digits[0].reshape(-1, 8, 8), digits[1]
     rng = np.random.RandomState(0)
     big = np.concatenate([X] * 6) + rng.rand(6 * len(X), 8, 8)
     small_sig = compute_signature(X[:300], y[:300])
@@ -73,7 +66,7 @@ def test_signature_size_is_bounded(digits):
 
 
 def test_signature_moments_match_embedding(digits):
-    X, y = digits
+    X, y = digits[0].reshape(-1, 8, 8), digits[1]
     sig = compute_signature(X[:500], y[:500], chunk_size=64)
     Z = embed_images(X[:500, None])
     cls = np.flatnonzero(np.unique(y[:500]) == 3)[0]
@@ -157,7 +150,7 @@ def test_bures_matches_pot(halves):
 
 def test_gaussian_otdd_surrogate(halves, digits):
     a, b = halves
-    X, y = digits
+    X, y = digits[0].reshape(-1, 8, 8), digits[1]
     flipped = compute_signature(16 - X[1::2], y[1::2], max_points=400)
     d = gaussian_otdd_distances(a, [b, flipped, a], max_points=200)
     assert d[0] < d[1] and d[2] < d[0] + 1e-12
@@ -193,18 +186,75 @@ def test_identity_and_symmetry(halves, method):
     assert ab > 0
 
 
-def test_sinkhorn_is_debiased(halves):
-    a, b = halves
-    assert dataset_distance(a, a, solver="sinkhorn", max_points=200) < 1e-6
-    raw = dataset_distance(a, a, solver="sinkhorn", debias=False, max_points=200)
-    assert raw > 1e-2  # the entropic bias the debiasing removes
-    ab = dataset_distance(a, b, solver="sinkhorn", max_points=200)
-    assert ab == pytest.approx(dataset_distance(a, b, max_points=200), rel=0.5)
+@pytest.fixture(scope="module")
+def small_pair(digits):
+    """Two small, different signatures whose points are all used (60 each)."""
+    X, y = digits[0].reshape(-1, 8, 8), digits[1]
+    keep = y < 3
+    a = compute_signature(X[keep][::2], y[keep][::2], max_points=60, random_state=0)
+    b = compute_signature(
+        16 - X[keep][1::2], y[keep][1::2], max_points=60, random_state=1
+    )
+    assert len(a.points) == len(b.points) == 60
+    return a, b
+
+
+def _uniform(n):
+    return np.full(n, 1.0 / n)
+
+
+@pytest.mark.parametrize("method", ["wasserstein", "otdd"])
+def test_sinkhorn_debiasing_moves_towards_exact_ot(small_pair, method):
+    a, b = small_pair
+    exact = dataset_distance(a, b, method)
+    raw = dataset_distance(a, b, method, solver="sinkhorn", reg=0.1, debias=False)
+    debiased = dataset_distance(a, b, method, solver="sinkhorn", reg=0.1)
+    # The entropic bias is several times the debiased error at this reg.
+    assert abs(debiased - exact) < abs(raw - exact) / 3
+    assert debiased == pytest.approx(exact, rel=0.005)
+
+
+def test_debiased_sinkhorn_is_the_sinkhorn_divergence(small_pair):
+    # Feydy et al. 2019, computed here from POT directly on the stored points.
+    a, b = small_pair
+    reg, n = 0.1, len(a.points)
+
+    def s(p, q):
+        return ot.sinkhorn2(_uniform(n), _uniform(n), ot.dist(p, q), reg)
+
+    value = s(a.points, b.points) - (s(a.points, a.points) + s(b.points, b.points)) / 2
+    got = dataset_distance(a, b, "wasserstein", solver="sinkhorn", reg=reg)
+    assert got == pytest.approx(np.sqrt(value), rel=1e-6)
+
+
+def test_otdd_equals_a_hand_built_computation(small_pair):
+    # OTDD (Alvarez-Melis & Fusi 2020) with Gaussian class distributions:
+    # ground cost ||x - x'||^2 + W2^2(N_y, N_y'), W2 from POT's closed form,
+    # outer problem exact OT between uniform weights.
+    a, b = small_pair
+    W = np.empty((a.n_classes, b.n_classes))
+    for i in range(a.n_classes):
+        for j in range(b.n_classes):
+            W[i, j] = (
+                ot.gaussian.bures_wasserstein_distance(
+                    a.class_means[i].astype(np.float64),
+                    b.class_means[j].astype(np.float64),
+                    a.class_covs[i].astype(np.float64),
+                    b.class_covs[j].astype(np.float64),
+                )
+                ** 2
+            )
+    pa, pb = a.points.astype(np.float64), b.points.astype(np.float64)
+    M = ((pa[:, None, :] - pb[None, :, :]) ** 2).sum(-1) + W[np.ix_(a.labels, b.labels)]
+    expected = np.sqrt(ot.emd2(_uniform(len(pa)), _uniform(len(pb)), M))
+    assert dataset_distance(a, b, "otdd") == pytest.approx(expected, rel=1e-5)
+    # And the labels matter: without them the value is the feature-only OT.
+    assert dataset_distance(a, b, "wasserstein") < expected
 
 
 @pytest.mark.parametrize("method", ["otdd", "wasserstein", "sliced", "gaussian"])
 def test_shifted_copies_are_farther(digits, halves, method):
-    X, y = digits
+    X, y = digits[0].reshape(-1, 8, 8), digits[1]
     a, b = halves
     near = dataset_distance(a, b, method)
     rotated = compute_signature(np.rot90(X[1::2], axes=(1, 2)), y[1::2])
@@ -214,7 +264,7 @@ def test_shifted_copies_are_farther(digits, halves, method):
 
 
 def test_otdd_sees_labels(digits):
-    X, y = digits
+    X, y = digits[0].reshape(-1, 8, 8), digits[1]
     low, high = y < 5, y >= 5
     a_low = compute_signature(X[::2][low[::2]], y[::2][low[::2]])
     b_low = compute_signature(X[1::2][low[1::2]], y[1::2][low[1::2]])
@@ -232,7 +282,7 @@ def test_otdd_sees_labels(digits):
 
 
 def test_triangle_inequality(digits, halves):
-    X, y = digits
+    X, y = digits[0].reshape(-1, 8, 8), digits[1]
     a, b = halves
     c = compute_signature(np.rot90(X[1::2], axes=(1, 2)), y[1::2], max_points=400)
     for method in ("otdd", "wasserstein", "gaussian"):
@@ -262,7 +312,7 @@ def test_distance_errors(halves):
 
 @pytest.fixture(scope="module")
 def digits_zoo(digits):
-    X, y = digits
+    X, y = digits[0].reshape(-1, 8, 8), digits[1]
     src, tgt = slice(0, 1200), slice(1200, None)
     zoo = FakeZoo(
         {
@@ -405,3 +455,27 @@ def test_pipeline_hands_prior_to_classifier(digits_zoo, monkeypatch):
         warnings.simplefilter("ignore", UserWarning)
         cold.fit(X[:120], y[:120])
     assert cold[-1].source_ is None and len(seen) == 1
+
+
+def test_random_state_takes_int_randomstate_or_none(small_pair):
+    a, b = small_pair
+    kw = dict(method="sliced", n_projections=20)
+    assert dataset_distance(a, b, random_state=3, **kw) == dataset_distance(
+        a, b, random_state=3, **kw
+    )
+    d1 = dataset_distance(a, b, random_state=np.random.RandomState(0), **kw)
+    d2 = dataset_distance(a, b, random_state=np.random.RandomState(0), **kw)
+    assert d1 == d2
+    assert np.isfinite(dataset_distance(a, b, random_state=None, **kw))
+    with pytest.raises(TypeError, match="random_state"):
+        dataset_distance(a, b, random_state="seed", **kw)
+
+
+def test_rank_sources_progress_is_a_deprecated_verbose(small_pair):
+    from skdarts.similarity import rank_sources
+
+    a, b = small_pair
+    sources = [("a", "a", a), ("b", "b", b)]
+    with pytest.warns(FutureWarning, match="verbose"):
+        old = rank_sources(a, sources, progress=False)
+    assert old.names == rank_sources(a, sources, verbose=0).names == ["a", "b"]

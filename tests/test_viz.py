@@ -247,3 +247,20 @@ def test_learning_curves_accept_curve_objects_per_seed():
     np.testing.assert_allclose(scratch.get_ydata(), [0.2, 0.4, 0.6])
     np.testing.assert_allclose(ot.get_xdata(), [1.5, 2.5, 3.5])
     assert "reaches scratch in 1 epoch: 3.0x" in ot.get_label()
+
+
+def test_comparison_result_plot_is_a_deprecated_plot_comparison():
+    from skdarts.evaluation import ComparisonResult, LearningCurve
+    from skdarts.viz import plot_comparison
+
+    result = ComparisonResult(
+        seeds=[0],
+        curves={"scratch": [LearningCurve([0.3, 0.5], [1.0, 2.0], 0.5)]},
+        sources={"scratch": [None]},
+        distances=[{}],
+    )
+    ax = plot_comparison(result, x="seconds")
+    assert list(ax.lines[0].get_xdata()) == [1.5, 2.5]  # overhead charged
+    with pytest.warns(FutureWarning, match="plot_comparison"):
+        old = result.plot()
+    assert list(old.lines[0].get_ydata()) == [30.0, 50.0]

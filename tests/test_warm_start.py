@@ -28,12 +28,6 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return X[:120].reshape(-1, 8, 8), y[:120]
-
-
 def prior_net(in_channels=1, n_classes=5, seed=0, **kw):
     torch.manual_seed(seed)
     net = Supernet(**(TINY | {"in_channels": in_channels, "n_classes": n_classes} | kw))
@@ -68,7 +62,7 @@ def test_resolved_module_is_the_prior_with_a_new_head(entry):
 
 
 def test_fit_starts_from_the_prior(entry, digits):
-    X, y = digits
+    X, y = digits[0][:120].reshape(-1, 8, 8), digits[1][:120]
     prior = entry.load_supernet()
     # Alphas frozen for the whole (1-epoch) search: they must stay the prior's.
     clf = SupernetSearchClassifier(warm_start=entry, random_state=0, **FAST).fit(X, y)
@@ -92,7 +86,7 @@ def test_fit_starts_from_the_prior(entry, digits):
 
 
 def test_warm_search_settings(entry, digits):
-    X, y = digits
+    X, y = digits[0][:120].reshape(-1, 8, 8), digits[1][:120]
     clf = SupernetSearchClassifier(
         warm_start=entry, lr=0.04, epsilon=0.2, random_state=0, **FAST
     ).fit(X, y)
@@ -120,7 +114,7 @@ def test_warm_search_settings(entry, digits):
 
 @pytest.mark.parametrize(("prior_c", "target_c"), [(1, 3), (3, 1)])
 def test_grey_rgb_transfer(tmp_path, digits, prior_c, target_c):
-    X, y = digits
+    X, y = digits[0][:120].reshape(-1, 8, 8), digits[1][:120]
     prior = prior_net(in_channels=prior_c)
     path = tmp_path / "saved"
     save_supernet(path, prior)
@@ -152,7 +146,7 @@ def test_rgb_to_grey_sums_channels():
 
 
 def test_incompatible_prior_names_both_configs(entry, digits):
-    X, y = digits
+    X, y = digits[0][:120].reshape(-1, 8, 8), digits[1][:120]
     clf = SupernetSearchClassifier(warm_start=entry, **(FAST | {"init_channels": 4}))
     with pytest.raises(ValueError, match=r"\['init_channels'\] differ") as info:
         clf.fit(X, y)
@@ -165,7 +159,7 @@ def test_incompatible_prior_names_both_configs(entry, digits):
 
 
 def test_fitted_estimator_and_supernet_priors(digits):
-    X, y = digits
+    X, y = digits[0][:120].reshape(-1, 8, 8), digits[1][:120]
     first = SupernetSearchClassifier(warm_start=False, random_state=0, **FAST)
     first.fit(X, y % 3)
     second = SupernetSearchClassifier(warm_start=first, random_state=1, **FAST)
@@ -190,7 +184,7 @@ def test_fitted_estimator_and_supernet_priors(digits):
 
 
 def test_estimator_holding_an_entry_clones_and_pickles(entry, digits):
-    X, y = digits
+    X, y = digits[0][:120].reshape(-1, 8, 8), digits[1][:120]
     clf = SupernetSearchClassifier(warm_start=entry, random_state=0, **FAST)
     copy = clone(clf)
     assert copy.warm_start.name == "src"
@@ -200,7 +194,7 @@ def test_estimator_holding_an_entry_clones_and_pickles(entry, digits):
 
 
 def test_default_zoo_warm_start_works_out_of_the_box(digits):
-    X, y = digits
+    X, y = digits[0][:120].reshape(-1, 8, 8), digits[1][:120]
     clf = SupernetSearchClassifier(
         warm_start=SupernetZoo.default()["multi"],
         max_epochs=1,

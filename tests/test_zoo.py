@@ -476,3 +476,26 @@ def test_default_zoo_ships_ready_entries():
     assert set(zoo["multi"].sources) == {"fashion_mnist", "mnist", "letters"}
     with pytest.raises(PermissionError, match="read-only"):
         zoo.add("x", Supernet())
+
+
+def test_version_file_agrees_with_pyproject():
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+    import skdarts
+    from skdarts._version import __version__
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    with open(pyproject, "rb") as f:
+        assert tomllib.load(f)["project"]["version"] == __version__
+    assert skdarts.__version__ == __version__
+
+
+def test_reading_the_default_zoo_writes_nothing():
+    zoo = SupernetZoo.default()
+    before = sorted(p.name for p in zoo.path.iterdir())
+    for entry in zoo.entries():
+        entry.signature_arrays()
+    assert ".lock" not in before
+    assert sorted(p.name for p in zoo.path.iterdir()) == before

@@ -74,7 +74,8 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
         Points per dataset in the exact distance (fewer is faster, noisier);
         None uses all stored points.
     image_shape : tuple of int, optional
-        ``(h, w)`` or ``(c, h, w)`` of flat input rows.
+        How to reshape flat input rows ``(n, features)`` into images:
+        ``(h, w)`` or ``(c, h, w)``. It never resamples.
     random_state : int, RandomState instance or None, default=None
         Seeds the target's subsample and the distances' subsamples.
     verbose : int, default=0
@@ -247,7 +248,7 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
             else max(self.shortlist, self.n_sources),
             max_points=self.max_points,
             random_state=seed % 1_000_000,
-            progress=self.verbose > 0,
+            verbose=int(self.verbose > 0),
         )
         self.ranking_ = ranking.names
         self.distances_ = ranking.distances

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -12,23 +10,15 @@ import torch
 from skorch.callbacks import Checkpoint
 from skorch.history import History
 
+from .._files import atomic_writer
+
 __all__ = ["SearchCheckpoint"]
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    """Write ``obj`` to ``path`` through a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``obj`` to ``path`` atomically (a crash leaves the old file)."""
+    with atomic_writer(path) as f:
+        torch.save(obj, f)
 
 
 class SearchCheckpoint(Checkpoint):

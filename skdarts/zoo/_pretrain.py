@@ -50,13 +50,14 @@ from tqdm.auto import tqdm
 
 from .._device import resolve_device, rng_devices
 from ..data import as_images, channel_stats, to_host
+from ..data import parse_image_size as _check_image_size
 from ..search import (
     SearchCheckpoint,
     SearchConfig,
     build_search_net,
     stratified_split,
 )
-from ._store import ZooEntry, _check_name, _state_tensors
+from ._entry import ZooEntry, _check_name, _state_tensors
 
 __all__ = ["SEARCH_DEFAULTS", "alpha_statistics", "pretrain", "pretrain_mixture"]
 
@@ -111,23 +112,6 @@ def _check_datasets(datasets) -> dict:
             )
         out[name] = tuple(value)
     return out
-
-
-def _check_image_size(image_size):
-    if image_size is None:
-        return None
-    if isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool):
-        image_size = (image_size, image_size)
-    try:
-        size = tuple(int(s) for s in image_size)
-    except TypeError:
-        size = ()
-    if len(size) != 2 or min(size) < 1:
-        raise ValueError(
-            f"image_size must be None, an int or a pair (height, width) of positive "
-            f"ints; got {image_size!r}."
-        )
-    return size
 
 
 def _prepare(name: str, X, y, image_shape):

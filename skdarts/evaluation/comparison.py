@@ -1,63 +1,6 @@
-"""Measuring warm starts against search from scratch.
+"""Warm starts against scratch: the runner and its result.
 
-The claim under test (arXiv 2407.20279): a search warm-started from a
-pretrained supernet reaches the accuracy of a search from scratch several
-times sooner, and ends at least as well. This module runs that comparison on
-a user's own data, with the same seeds and budget for every strategy:
-
-``"scratch"``
-    ``warm_start=False``: the reference.
-``"scratch_probe"``
-    From scratch too, but with the head probe a warm start uses
-    (:class:`~skdarts.probe.HeadProbe`: batch-norm recalibration and a
-    logistic-regression head before the search). A second reference: a warm
-    start's gain over it is what the transferred weights add beyond the
-    probe.
-``"ot"``
-    The single-source zoo entry nearest to the target by the optimal-transport
-    dataset distance (:class:`~skdarts.OTSourceSelector`); the ranking's time
-    is charged to the strategy.
-``"multi"``
-    The multi-dataset entry (``zoo.pretrain_mixture(..., name="multi")``).
-``"random"``
-    A single-source entry drawn at random (per seed).
-``"worst"``
-    The single-source entry farthest by the OT distance.
-``"oracle"``
-    Every single-source entry tried, the best final held-out accuracy kept
-    (a reference for the OT choice's regret, not a practical strategy: its
-    cost is every run together).
-
-Each run records a **learning curve**: the supernet's accuracy on a held-out
-part of the target (neither the weight nor the architecture split) after each
-search epoch, with the cumulative training seconds
-(:class:`HeldOutAccuracy`, a skorch callback passed through ``callbacks=``).
-
-How the curves are compared (:func:`compare_curves`)
-----------------------------------------------------
-* **Target accuracy**: scratch's final accuracy (the mean of its last
-  ``tail`` epochs; the last epoch when ``tail=1``).
-* **Time to target**: the first epoch (and the training seconds up to its end,
-  plus the strategy's overhead, e.g. ranking the zoo) at which a curve reaches
-  the target. Scratch's own time is measured the same way, so a scratch run
-  that plateaued early is not charged its whole budget.
-* **Speedup** = scratch's time / the warm start's time, in epochs and in
-  seconds. A warm start that **never reaches** the target within the budget
-  gets a speedup of **0** (and ``reached=False``): counted as a failure, never
-  as a bound that could flatter it.
-* **Accuracy delta** = warm final - scratch final, in percentage points.
-* **Regret** of the OT choice = the oracle's final accuracy - the OT choice's,
-  in points (0 when OT picked the oracle's source).
-
-Seeds pair the runs: seed ``s`` of every strategy uses the same held-out
-split, architecture split and batch order; statistics are means and standard
-deviations over seeds of the per-seed comparisons.
-
-scikit-learn composition: :class:`WarmStartComparison` is a meta-estimator
-whose ``fit`` runs every strategy on the data it is given, so
-``cross_validate(WarmStartComparison(...), X, y, cv=cv,
-scoring=comparison_scoring([...]))`` compares the strategies on the same
-folds, scoring each fitted strategy on the test fold too.
+See :mod:`skdarts.evaluation` for the strategies and the rules.
 """
 
 from __future__ import annotations
@@ -65,326 +8,28 @@ from __future__ import annotations
 import math
 import numbers
 import time
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import LabelEncoder
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import check_is_fitted
-from skorch.callbacks import Callback
 
-from .data import as_images, channel_stats, to_host
-from .estimators import SupernetSearchClassifier
-from .probe import HeadProbe
+from ..data import to_host
+from ..estimators import OTSourceSelector, SupernetSearchClassifier
+from ..probe import HeadProbe
+from .curves import HeldOutAccuracy, LearningCurve, compare_curves, prepare_heldout
 
-__all__ = [
-    "STRATEGIES",
-    "ComparisonResult",
-    "HeldOutAccuracy",
-    "LearningCurve",
-    "WarmStartComparison",
-    "compare_curves",
-    "comparison_scoring",
-    "prepare_heldout",
-]
+__all__ = ["STRATEGIES", "ComparisonResult", "WarmStartComparison"]
 
 #: Strategies :class:`WarmStartComparison` knows, in reporting order.
 STRATEGIES = ("scratch", "scratch_probe", "ot", "multi", "random", "worst", "oracle")
 _PROBE_KEY = "<scratch+probe>"
 _NEEDS_SINGLES = {"ot", "random", "worst", "oracle"}
-_METRICS = (
-    "speedup_epochs",
-    "speedup_seconds",
-    "acc_delta",
-    "final_acc",
-    "reached",
-    "regret",
-    "test_acc",
-    "test_acc_delta",
-)
-
-
-# -- the callback ---------------------------------------------------------------
-
-
-def prepare_heldout(
-    X_fit, X_heldout, y_fit, y_heldout, image_shape=None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Held-out images and labels as the network will see them.
-
-    :class:`~skdarts.SupernetSearchClassifier` standardises images with the
-    per-channel statistics of the data it is fitted on and encodes labels in
-    sorted order; this applies the same rule to a held-out part.
-
-    Parameters
-    ----------
-    X_fit : array-like of images
-        What the estimator will be fitted on.
-    X_heldout : array-like of images
-        The held-out part.
-    y_fit, y_heldout : array-like of shape (n,)
-        Their labels; every held-out label must occur in ``y_fit``.
-    image_shape : tuple of int, optional
-        The estimator's ``image_shape`` (for flat rows).
-
-    Returns
-    -------
-    images : ndarray of float32, shape (n_heldout, c, h, w)
-    labels : ndarray of int64, shape (n_heldout,)
-
-    Examples
-    --------
-    >>> rng = np.random.RandomState(0)
-    >>> X, y = rng.rand(10, 4, 4), np.array([0, 1] * 5)
-    >>> images, labels = prepare_heldout(X[:6], X[6:], y[:6] + 5, y[6:] + 5)
-    >>> images.shape, labels.tolist()
-    ((4, 1, 4, 4), [0, 1, 0, 1])
-    """
-    fit_images = as_images(X_fit, image_shape=image_shape)
-    images = as_images(X_heldout, image_shape=image_shape, channels=fit_images.shape[1])
-    mean, std = channel_stats(fit_images)
-    images = (images - mean[None, :, None, None]) / std[None, :, None, None]
-    encoder = LabelEncoder().fit(np.asarray(to_host(y_fit)))
-    y_heldout = np.asarray(to_host(y_heldout))
-    unseen = np.setdiff1d(y_heldout, encoder.classes_)
-    if unseen.size:
-        raise ValueError(
-            f"y_heldout has labels {unseen.tolist()[:5]} that y_fit lacks; the "
-            "held-out part must only hold classes the estimator is fitted on."
-        )
-    return images.astype(np.float32), encoder.transform(y_heldout).astype(np.int64)
-
-
-class HeldOutAccuracy(Callback):
-    """skorch callback: accuracy on held-out data after every epoch.
-
-    Records ``heldout_acc`` (the module in evaluation mode, as ``predict``
-    sees it) and ``train_seconds`` (cumulative epoch durations measured by
-    skorch, which exclude this evaluation, plus a warm start's head probe,
-    :class:`~skdarts.probe.HeadProbe`) in the net's history. Pass it to
-    :class:`~skdarts.SupernetSearchClassifier` through ``callbacks=``.
-
-    Parameters
-    ----------
-    X : ndarray of float32, shape (n, c, h, w)
-        Held-out images as the network sees them (see :func:`prepare_heldout`).
-    y : ndarray of int, shape (n,)
-        Encoded labels (0 ... n_classes - 1).
-    batch_size : int, default=512
-
-    Examples
-    --------
-    >>> from sklearn.datasets import load_digits
-    >>> from skdarts import SupernetSearchClassifier
-    >>> X, y = load_digits(return_X_y=True)
-    >>> Xh, yh = prepare_heldout(X[:150], X[150:200], y[:150], y[150:200])
-    >>> clf = SupernetSearchClassifier(init_channels=2, n_cells=1, n_nodes=1,
-    ...     max_epochs=2, final_epochs=0, verbose=0, random_state=0,
-    ...     callbacks=[("heldout", HeldOutAccuracy(Xh, yh))]).fit(X[:150], y[:150])
-    >>> [0 <= row["heldout_acc"] <= 1 for row in clf.net_.history]
-    [True, True]
-    """
-
-    def __init__(self, X, y, batch_size: int = 512):
-        self.X = X
-        self.y = y
-        self.batch_size = batch_size
-
-    def initialize(self):
-        X, y = np.asarray(self.X), np.asarray(self.y)
-        if X.ndim != 4 or len(X) != len(y) or len(y) == 0:
-            raise ValueError(
-                "HeldOutAccuracy needs images of shape (n, c, h, w) and n labels "
-                f"(n >= 1); got X of shape {X.shape} and y of shape {y.shape}."
-            )
-        self.train_seconds_ = 0.0
-        return self
-
-    def on_train_begin(self, net, **kwargs):
-        self.train_seconds_ = 0.0
-
-    def on_epoch_begin(self, net, **kwargs):
-        self._t0 = time.perf_counter()
-
-    def on_epoch_end(self, net, **kwargs):
-        row = net.history[-1]
-        dur = row.get("dur")
-        if dur is None:
-            dur = time.perf_counter() - self._t0
-        # A warm start's head probe runs before the first epoch: its cost counts.
-        self.train_seconds_ += float(dur) + float(row.get("probe_seconds", 0.0))
-        bare = getattr(net, "_bare_module", None)
-        module = bare() if callable(bare) else net.module_
-        # Batches go where the module is: an accelerated net has device=None.
-        param = next(module.parameters(), None)
-        device = param.device if param is not None else net.device
-        was_training = module.training
-        module.eval()
-        correct = 0
-        X = np.asarray(self.X, dtype=np.float32)
-        y = np.asarray(self.y)
-        try:
-            with torch.no_grad():
-                for start in range(0, len(X), self.batch_size):
-                    xb = torch.from_numpy(X[start : start + self.batch_size])
-                    pred = module(xb.to(device)).argmax(1).cpu().numpy()
-                    correct += int((pred == y[start : start + self.batch_size]).sum())
-        finally:
-            module.train(was_training)
-        net.history.record("heldout_acc", correct / len(X))
-        net.history.record("train_seconds", self.train_seconds_)
-
-
-# -- curves and their arithmetic ----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LearningCurve:
-    """Held-out accuracy after each epoch of one run, and its cost in seconds.
-
-    Parameters
-    ----------
-    accuracy : array-like of shape (n_epochs,)
-        Held-out accuracy (0-1) after epochs 1 ... n_epochs.
-    seconds : array-like of shape (n_epochs,)
-        Cumulative training seconds at the end of each epoch.
-    overhead_seconds : float, default=0.0
-        Seconds spent before training (e.g. ranking the zoo), added to every
-        time this curve reports.
-    source : str or None, default=None
-        The zoo entry the run started from (None: from scratch).
-
-    Examples
-    --------
-    >>> c = LearningCurve([0.5, 0.7, 0.8], [1.0, 2.0, 3.0], overhead_seconds=0.5)
-    >>> c.final_accuracy(), c.time_to_reach(0.7)
-    (0.8, (2, 2.5))
-    >>> c.time_to_reach(0.9)
-    (inf, inf)
-    """
-
-    accuracy: np.ndarray
-    seconds: np.ndarray
-    overhead_seconds: float = 0.0
-    source: str | None = None
-    meta: dict = field(default_factory=dict, compare=False)
-
-    def __post_init__(self):
-        acc = np.asarray(self.accuracy, dtype=np.float64).ravel()
-        sec = np.asarray(self.seconds, dtype=np.float64).ravel()
-        if acc.size == 0 or acc.shape != sec.shape:
-            raise ValueError(
-                "accuracy and seconds must be non-empty and of the same length; got "
-                f"{acc.size} accuracies and {sec.size} times."
-            )
-        if np.any(np.diff(sec) < 0) or np.any(sec < 0):
-            raise ValueError(f"seconds must be cumulative (non-decreasing); got {sec}.")
-        object.__setattr__(self, "accuracy", acc)
-        object.__setattr__(self, "seconds", sec)
-
-    @classmethod
-    def from_history(
-        cls, history, overhead_seconds: float = 0.0, source: str | None = None
-    ) -> LearningCurve:
-        """Build from a history with ``heldout_acc`` (and ``train_seconds``).
-
-        ``history`` is a skorch history or a list of dicts (an estimator's
-        ``history_``; rows without ``heldout_acc``, e.g. the final training
-        phase, are skipped).
-        """
-        rows = [row for row in history if "heldout_acc" in row]
-        if not rows:
-            raise ValueError(
-                "the history has no 'heldout_acc' entries: fit with a "
-                "HeldOutAccuracy callback."
-            )
-        acc = [row["heldout_acc"] for row in rows]
-        if all("train_seconds" in row for row in rows):
-            sec = [row["train_seconds"] for row in rows]
-        else:
-            sec = np.cumsum([row.get("dur", 0.0) for row in rows])
-        return cls(acc, sec, float(overhead_seconds), source)
-
-    @property
-    def n_epochs(self) -> int:
-        """Number of epochs recorded."""
-        return int(self.accuracy.size)
-
-    def final_accuracy(self, tail: int = 1) -> float:
-        """Mean accuracy of the last ``tail`` epochs."""
-        return float(self.accuracy[-max(int(tail), 1) :].mean())
-
-    def time_to_reach(self, target: float) -> tuple[float, float]:
-        """``(epoch, seconds)`` at which the accuracy first reaches ``target``.
-
-        Epochs count from 1; seconds include ``overhead_seconds``. Returns
-        ``(inf, inf)`` when the target is never reached.
-        """
-        # A tolerance for float noise in means of accuracies (k / n values).
-        hits = np.flatnonzero(self.accuracy >= target - 1e-9)
-        if hits.size == 0:
-            return math.inf, math.inf
-        k = int(hits[0])
-        return k + 1, float(self.seconds[k] + self.overhead_seconds)
-
-
-def compare_curves(
-    scratch: LearningCurve, warm: LearningCurve, tail: int = 1
-) -> dict[str, float]:
-    """Speedup and accuracy difference of a warm-started run over scratch.
-
-    Parameters
-    ----------
-    scratch : LearningCurve
-        The reference run.
-    warm : LearningCurve
-        The warm-started run (same seed and budget).
-    tail : int, default=1
-        Final accuracies are means over the last ``tail`` epochs.
-
-    Returns
-    -------
-    dict
-        ``target`` (scratch's final accuracy), ``scratch_epochs``,
-        ``scratch_seconds``, ``warm_epochs``, ``warm_seconds`` (``inf`` when
-        never reached), ``reached`` (1.0 or 0.0), ``speedup_epochs``,
-        ``speedup_seconds`` (0 when never reached), ``acc_delta`` (percentage
-        points) and ``final_acc`` (the warm run's, 0-1).
-
-    Examples
-    --------
-    >>> scratch = LearningCurve([0.2, 0.4, 0.5, 0.6], [1, 2, 3, 4])
-    >>> warm = LearningCurve([0.6, 0.65, 0.7, 0.7], [1, 2, 3, 4])
-    >>> r = compare_curves(scratch, warm)
-    >>> r["speedup_epochs"], r["speedup_seconds"], round(r["acc_delta"], 1)
-    (4.0, 4.0, 10.0)
-    >>> compare_curves(warm, scratch)["speedup_epochs"]  # never reached
-    0.0
-    """
-    target = scratch.final_accuracy(tail)
-    s_epochs, s_seconds = scratch.time_to_reach(target)
-    w_epochs, w_seconds = warm.time_to_reach(target)
-    reached = math.isfinite(w_epochs)
-    return {
-        "target": target,
-        "scratch_epochs": float(s_epochs),
-        "scratch_seconds": float(s_seconds),
-        "warm_epochs": float(w_epochs),
-        "warm_seconds": float(w_seconds),
-        "reached": float(reached),
-        "speedup_epochs": float(s_epochs / w_epochs) if reached else 0.0,
-        "speedup_seconds": (
-            float(s_seconds / w_seconds) if reached and w_seconds > 0 else 0.0
-        ),
-        "acc_delta": 100.0 * (warm.final_accuracy(tail) - target),
-        "final_acc": warm.final_accuracy(tail),
-    }
 
 
 def _mean_std(values) -> tuple[float, float]:
@@ -506,17 +151,19 @@ class ComparisonResult:
         return "\n".join(lines)
 
     def plot(self, ax=None, x: str = "epoch"):
-        """Mean held-out accuracy per epoch (or second) of each strategy.
+        """Deprecated: use :func:`skdarts.viz.plot_comparison`.
 
-        Parameters
-        ----------
-        ax : matplotlib Axes, optional
-        x : {"epoch", "seconds"}, default="epoch"
-
-        Returns
-        -------
-        matplotlib Axes
+        Kept so that code written before keeps running; gives a
+        FutureWarning.
         """
+        warnings.warn(
+            "ComparisonResult.plot is deprecated; use "
+            "skdarts.viz.plot_comparison(result, ax=ax, x=x).",
+            FutureWarning,
+            stacklevel=2,
+        )
+        # The old body, kept as it was: calling skdarts.viz from here would
+        # make this layer import the one above it.
         if x not in ("epoch", "seconds"):
             raise ValueError(f"x must be 'epoch' or 'seconds'; got {x!r}.")
         import matplotlib.pyplot as plt
@@ -538,6 +185,9 @@ class ComparisonResult:
         ax.set_ylabel("held-out accuracy (%)")
         ax.legend(fontsize="small")
         return ax
+
+
+# -- running the strategies ---------------------------------------------------------
 
 
 # -- running the strategies ---------------------------------------------------------
@@ -581,8 +231,6 @@ def _fit_one(estimator, prior, X_fit, y_fit, heldout, seed, overhead, source):
 
 
 def _default_selector(view, seed):
-    from .estimators import OTSourceSelector
-
     return OTSourceSelector(view, shortlist=None, random_state=seed)
 
 
@@ -854,73 +502,3 @@ class WarmStartComparison(BaseEstimator):
 
 
 # -- scikit-learn scoring -----------------------------------------------------------
-
-
-def _score_metric(comparison, X, y, strategy, metric):
-    check_is_fitted(comparison)
-    result = comparison.result_
-    if strategy not in result.curves:
-        raise ValueError(
-            f"the comparison did not run strategy {strategy!r}; it ran "
-            f"{result.strategies}."
-        )
-    if metric in ("test_acc", "test_acc_delta"):
-        accs = []
-        for seed in result.seeds:
-            acc = comparison.estimators_[strategy, seed].score(X, y)
-            if metric == "test_acc_delta":
-                acc = 100.0 * (
-                    acc - comparison.estimators_["scratch", seed].score(X, y)
-                )
-            accs.append(acc)
-        return float(np.mean(accs))
-    return float(np.nanmean([row[metric] for row in result.per_seed(strategy)]))
-
-
-class _ComparisonScorer:
-    """A scorer ``(comparison, X, y) -> float`` for one strategy and metric."""
-
-    def __init__(self, strategy: str, metric: str):
-        self.strategy, self.metric = strategy, metric
-
-    def __call__(self, estimator, X, y):
-        return _score_metric(estimator, X, y, self.strategy, self.metric)
-
-    def __repr__(self) -> str:
-        return f"comparison_scorer({self.strategy!r}, {self.metric!r})"
-
-
-def comparison_scoring(
-    strategies: Sequence[str] = ("ot", "multi"),
-    metrics: Sequence[str] = ("speedup_epochs", "acc_delta", "test_acc_delta"),
-) -> dict[str, _ComparisonScorer]:
-    """Scorers for ``cross_validate(WarmStartComparison(...), scoring=...)``.
-
-    Parameters
-    ----------
-    strategies : sequence of str, default=("ot", "multi")
-    metrics : sequence of str, default=("speedup_epochs", "acc_delta", \
-"test_acc_delta")
-        From the learning curves (means over seeds): ``speedup_epochs``,
-        ``speedup_seconds``, ``acc_delta`` (points), ``final_acc``,
-        ``reached``, ``regret``; on the test fold: ``test_acc`` (the
-        strategy's fitted estimator) and ``test_acc_delta`` (minus scratch's,
-        points).
-
-    Returns
-    -------
-    dict of {"<strategy>_<metric>": scorer}
-
-    Examples
-    --------
-    >>> sorted(comparison_scoring(["ot"], ["speedup_epochs", "test_acc"]))
-    ['ot_speedup_epochs', 'ot_test_acc']
-    """
-    bad_s = [s for s in strategies if s not in STRATEGIES]
-    bad_m = [m for m in metrics if m not in _METRICS]
-    if bad_s or bad_m:
-        raise ValueError(
-            f"unknown strategies {bad_s} / metrics {bad_m}; accepted strategies: "
-            f"{list(STRATEGIES)}, metrics: {list(_METRICS)}."
-        )
-    return {f"{s}_{m}": _ComparisonScorer(s, m) for s in strategies for m in metrics}

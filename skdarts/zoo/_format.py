@@ -1,0 +1,233 @@
+"""The entry format: file names, schema version, validation, writing and verifying.
+
+An entry is a folder ``<zoo>/<name>/`` holding
+
+* ``weights.safetensors`` - the supernet's ``state_dict()`` (stem, cells,
+  alphas and the head it was trained with);
+* ``signatures.safetensors`` - optional: the arrays of each source's dataset
+  signature;
+* ``entry.json`` - schema version, the supernet's ``config()``, provenance,
+  the signatures' meta dicts and the sha256 of every other file.
+
+Every file is written through :mod:`skdarts._files` (fsynced); readers verify
+every checksum before trusting an entry.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import safetensors.numpy
+import safetensors.torch
+import torch
+
+from .._files import atomic_write_bytes, fsync_dir, sha256_bytes
+from .._version import __version__
+from ..supernet import Supernet
+
+SCHEMA_VERSION = 1
+FORMAT = "skdarts.zoo.entry"
+ENTRY_JSON = "entry.json"
+WEIGHTS_FILE = "weights.safetensors"
+SIGNATURES_FILE = "signatures.safetensors"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+_TMP_PREFIX = ".tmp-"
+_OLD_PREFIX = ".old-"
+
+
+class ZooEntryError(ValueError):
+    """A zoo entry that cannot be read: damaged, incomplete or foreign."""
+
+
+class ZooKeyError(KeyError):
+    """No entry of that name in the zoo."""
+
+    def __str__(self) -> str:  # KeyError would print the message's repr
+        return str(self.args[0]) if self.args else ""
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (Path, os.PathLike)):
+        return os.fspath(obj)
+    if isinstance(obj, (tuple, set, frozenset)):
+        return list(obj)
+    raise TypeError(
+        f"zoo metadata must be JSON-serialisable (dicts, lists, strings, numbers, "
+        f"numpy scalars/arrays); got an object of type {type(obj).__name__}: "
+        f"{obj!r:.80}."
+    )
+
+
+def _check_name(name) -> str:
+    if not isinstance(name, str):
+        raise TypeError(
+            f"a zoo entry name must be a str; got {type(name).__name__} {name!r}."
+        )
+    if not _NAME_RE.match(name):
+        raise ValueError(
+            f"invalid zoo entry name {name!r}: use 1-128 characters among letters, "
+            "digits and '_', '.', '+', '-', starting with a letter or a digit."
+        )
+    return name
+
+
+def _state_tensors(module: Supernet) -> dict[str, torch.Tensor]:
+    # safetensors refuses shared or non-contiguous storage: own copies.
+    return {
+        k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()
+    }
+
+
+def _flatten_signatures(signatures) -> tuple[dict[str, np.ndarray], dict]:
+    """Arrays keyed ``"<i>/<array>"`` for safetensors, and the JSON part."""
+    if signatures is None:
+        return {}, {}
+    if not isinstance(signatures, Mapping):
+        raise TypeError(
+            "signatures must be a mapping {source name: (arrays, meta)}; got "
+            f"{type(signatures).__name__}."
+        )
+    flat, doc = {}, {}
+    for i, (source, value) in enumerate(sorted(signatures.items())):
+        if not isinstance(source, str):
+            raise TypeError(
+                f"signatures: source names must be str; got {type(source).__name__} "
+                f"{source!r}."
+            )
+        if not (isinstance(value, tuple) and len(value) == 2):
+            raise TypeError(
+                f"signatures[{source!r}] must be a pair (arrays: dict[str, ndarray], "
+                f"meta: dict); got {type(value).__name__}."
+            )
+        arrays, meta = value
+        if not isinstance(arrays, Mapping) or not isinstance(meta, Mapping):
+            raise TypeError(
+                f"signatures[{source!r}] must be (dict of arrays, dict); got "
+                f"({type(arrays).__name__}, {type(meta).__name__})."
+            )
+        keys = {}
+        for aname, arr in arrays.items():
+            key = f"{i}/{aname}"
+            flat[key] = np.ascontiguousarray(np.asarray(arr))
+            if flat[key].dtype == object:
+                raise TypeError(
+                    f"signatures[{source!r}][{aname!r}] must be a numeric array; got "
+                    "dtype object."
+                )
+            keys[str(aname)] = key
+        doc[source] = {"arrays": keys, "meta": dict(meta)}
+    return flat, doc
+
+
+def _write_entry_folder(
+    folder: Path,
+    name: str,
+    tensors: dict[str, torch.Tensor],
+    config: dict,
+    provenance: dict | None,
+    signatures,
+) -> None:
+    """Write a complete entry into the (new, empty) ``folder``; fsync all."""
+    files = {}
+    blob = safetensors.torch.save(tensors)
+    atomic_write_bytes(folder / WEIGHTS_FILE, blob)
+    files[WEIGHTS_FILE] = sha256_bytes(blob)
+    flat, sig_doc = _flatten_signatures(signatures)
+    if flat:
+        blob = safetensors.numpy.save(flat)
+        atomic_write_bytes(folder / SIGNATURES_FILE, blob)
+        files[SIGNATURES_FILE] = sha256_bytes(blob)
+    doc = {
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "name": name,
+        "config": dict(config),
+        "in_channels": int(config["in_channels"]),
+        "provenance": dict(provenance or {}),
+        "signatures": sig_doc,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "skdarts_version": __version__,
+        "files": files,
+    }
+    text = json.dumps(doc, indent=1, sort_keys=True, default=_json_default)
+    atomic_write_bytes(folder / ENTRY_JSON, text.encode("utf-8"))
+    fsync_dir(folder)
+
+
+def _read_entry_doc(folder: Path, name: str) -> dict:
+    """Parse and verify an entry folder's JSON and checksums."""
+    jpath = folder / ENTRY_JSON
+    where = f"zoo entry {name!r} ({folder})"
+    try:
+        raw = jpath.read_bytes()
+    except FileNotFoundError:
+        raise ZooEntryError(
+            f"{where} is damaged: its file {ENTRY_JSON!r} is missing."
+        ) from None
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ZooEntryError(
+            f"{where} is damaged: its file {ENTRY_JSON!r} is not valid JSON ({exc})."
+        ) from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ZooEntryError(
+            f"{where}: {ENTRY_JSON!r} is not a skdarts zoo entry (expected "
+            f"format {FORMAT!r})."
+        )
+    version = doc.get("schema_version")
+    if version != SCHEMA_VERSION:
+        if isinstance(version, int) and version > SCHEMA_VERSION:
+            raise ZooEntryError(
+                f"{where} was written with zoo schema version {version}; this "
+                f"skdarts reads version {SCHEMA_VERSION}. Upgrade skdarts "
+                "(pip install -U skdarts) to read it."
+            )
+        raise ZooEntryError(
+            f"{where} has an unknown zoo schema version {version!r} in "
+            f"{ENTRY_JSON!r}; this skdarts reads version {SCHEMA_VERSION}."
+        )
+    files = doc.get("files")
+    if (
+        not isinstance(files, dict)
+        or WEIGHTS_FILE not in files
+        or not isinstance(doc.get("config"), dict)
+    ):
+        raise ZooEntryError(
+            f"{where} is damaged: {ENTRY_JSON!r} lacks its 'files' checksums or "
+            "its 'config'."
+        )
+    for fname, digest in files.items():
+        _read_verified(folder, fname, digest, where)
+    return doc
+
+
+def _read_verified(folder: Path, fname: str, digest: str, where: str) -> bytes:
+    path = folder / fname
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ZooEntryError(
+            f"{where} is damaged: its file {fname!r} is missing."
+        ) from None
+    if sha256_bytes(data) != digest:
+        raise ZooEntryError(
+            f"{where} is damaged: the checksum of its file {fname!r} does not match "
+            "the one recorded in entry.json (the file was changed or truncated)."
+        )
+    return data
+
+
+# --------------------------------------------------------------------------
+# Entry
+# --------------------------------------------------------------------------
