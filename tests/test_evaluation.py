@@ -263,7 +263,12 @@ def test_strategies_start_from_the_right_entries(zoo, digits):
     assert set(summary) == set(STRATEGIES)
     assert summary["oracle"]["regret"][0] == pytest.approx(0.0)
     assert summary["ot"]["regret"][0] >= 0.0
-    assert "speedup(ep)" in res.table().splitlines()[0]
+    table = res.table().splitlines()
+    # scratch_probe ran, so it is the reference, and the table says so.
+    assert res.default_reference == "scratch_probe"
+    assert table[0].startswith("against scratch_probe")
+    assert "speedup(ep)" in table[1] and "d auc (pt)" in table[1]
+    assert res.table("scratch").startswith("against scratch ")
     # Against another reference, that reference's own speedup is 1.
     assert res.summary("scratch_probe")["scratch_probe"]["speedup_epochs"][0] == 1.0
 
@@ -406,3 +411,23 @@ def test_probe_fits_a_head_on_the_prior_features(digits):
     assert np.mean(pred == y_enc) == pytest.approx(
         probe._pending["probe_acc"], abs=0.02
     )
+
+
+def test_auc_delta_and_open_ended_reference():
+    from skdarts.evaluation import LearningCurve, compare_curves
+
+    still_rising = LearningCurve([0.2, 0.4, 0.6, 0.8], [1, 2, 3, 4])
+    plateaued = LearningCurve([0.5, 0.8, 0.8, 0.8], [1, 2, 3, 4])
+    warm = LearningCurve([0.7, 0.8, 0.9, 0.9], [1, 2, 3, 4])
+    r = compare_curves(still_rising, warm)
+    # Mean accuracy 82.5 vs 50 points; the reference reached its final value
+    # only in its last epoch, so the epoch ratio (4 / 2) is budget-bound.
+    assert r["auc_delta"] == pytest.approx(32.5)
+    assert r["open_ended"] == 1.0
+    assert r["speedup_epochs"] == pytest.approx(2.0)
+    r = compare_curves(plateaued, warm)
+    assert r["auc_delta"] == pytest.approx(10.0)  # 82.5 vs 72.5
+    assert r["open_ended"] == 0.0
+    # Curves of different lengths compare over the epochs both have.
+    short = LearningCurve([0.7, 0.8], [1, 2])
+    assert compare_curves(plateaued, short)["auc_delta"] == pytest.approx(10.0)

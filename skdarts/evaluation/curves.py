@@ -309,7 +309,14 @@ def compare_curves(
         ``scratch_seconds``, ``warm_epochs``, ``warm_seconds`` (``inf`` when
         never reached), ``reached`` (1.0 or 0.0), ``speedup_epochs``,
         ``speedup_seconds`` (0 when never reached), ``acc_delta`` (percentage
-        points) and ``final_acc`` (the warm run's, 0-1).
+        points), ``final_acc`` (the warm run's, 0-1), ``auc_delta`` (the
+        difference of the mean accuracies over the epochs both curves have,
+        i.e. of the areas under the learning curves divided by the budget,
+        in points: unlike the epoch ratio it does not saturate at the
+        budget) and ``open_ended`` (1.0 when the reference reaches its own
+        final accuracy only within its last ``tail`` epochs, i.e. was still
+        improving: the epoch ratio is then bounded by the budget, and a
+        longer budget could change it either way).
 
     Examples
     --------
@@ -320,11 +327,14 @@ def compare_curves(
     (4.0, 4.0, 10.0)
     >>> compare_curves(warm, scratch)["speedup_epochs"]  # never reached
     0.0
+    >>> round(r["auc_delta"], 2), r["open_ended"]  # mean 66.25 vs 42.5 points
+    (23.75, 1.0)
     """
     target = scratch.final_accuracy(tail)
     s_epochs, s_seconds = scratch.time_to_reach(target)
     w_epochs, w_seconds = warm.time_to_reach(target)
     reached = math.isfinite(w_epochs)
+    n = min(scratch.n_epochs, warm.n_epochs)
     return {
         "target": target,
         "scratch_epochs": float(s_epochs),
@@ -338,4 +348,7 @@ def compare_curves(
         ),
         "acc_delta": 100.0 * (warm.final_accuracy(tail) - target),
         "final_acc": warm.final_accuracy(tail),
+        "auc_delta": 100.0
+        * float(warm.accuracy[:n].mean() - scratch.accuracy[:n].mean()),
+        "open_ended": float(s_epochs > scratch.n_epochs - max(int(tail), 1)),
     }

@@ -15,6 +15,7 @@ _METRICS = (
     "speedup_epochs",
     "speedup_seconds",
     "acc_delta",
+    "auc_delta",
     "final_acc",
     "reached",
     "regret",
