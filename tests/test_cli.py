@@ -229,9 +229,15 @@ def test_default_zoo_lists(capsys):
 def test_demo_quick_runs(capsys):
     assert main(["demo", "--quick", "--verbose", "0"]) == 0
     out = capsys.readouterr().out
-    assert "scratch: test_accuracy=" in out
-    if _has("skdarts.zoo") and _has("skdarts.similarity"):
-        assert "speedup=" in out
+    # Both phases are labelled, in order, and the summary compares against the
+    # fair baseline.
+    scratch = out.index("== search from scratch, with the head probe")
+    warm = out.index("== warm search from")
+    assert scratch < warm < out.index("== summary")
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("speedup=") and "reference=scratch_probe" in last
+    curves = [ln for ln in out.splitlines() if "held-out accuracy per epoch" in ln]
+    assert len(curves) == 2 and all(ln.count(".") >= 2 for ln in curves)
 
 
 def test_interrupt_is_one_line(monkeypatch, capsys):
