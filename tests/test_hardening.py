@@ -1,0 +1,246 @@
+"""Hostile and careless inputs (issue 17): crafted zoo entries, exports and
+checkpoints fail with clear errors, fast, without exhausting memory."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from skdarts import Supernet
+from skdarts.zoo import SupernetZoo, ZooEntryError
+
+
+def _supernet(seed=0, **kw):
+    torch.manual_seed(seed)
+    cfg = dict(init_channels=2, n_cells=1, n_nodes=1) | kw
+    return Supernet("s2", 1, 3, **cfg)
+
+
+def _signatures(seed=0):
+    rng = np.random.default_rng(seed)
+    return {"d": ({"means": rng.normal(size=(3, 4))}, {"n": 30})}
+
+
+def _zoo(tmp_path, names=("a",)):
+    zoo = SupernetZoo(tmp_path / "zoo")
+    for i, name in enumerate(names):
+        zoo.add(name, _supernet(i), signatures=_signatures(i))
+    return zoo
+
+
+def _rehash(folder: Path, edit) -> None:
+    """Edit entry.json with ``edit(doc)`` and make its checksums match again."""
+    jpath = folder / "entry.json"
+    doc = json.loads(jpath.read_text())
+    edit(doc)
+    for fname in list(doc["files"]):
+        path = folder / fname
+        if path.is_file() and not path.is_symlink():
+            doc["files"][fname] = hashlib.sha256(path.read_bytes()).hexdigest()
+    jpath.write_text(json.dumps(doc))
+
+
+# -- 1. crafted entries -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fname", ["/dev/zero", "../b/weights.safetensors", "/etc/passwd", ".."]
+)
+def test_entry_file_names_are_confined_to_the_entry(tmp_path, fname):
+    zoo = _zoo(tmp_path, ("a", "b"))
+
+    def edit(doc):
+        doc["files"][fname] = "0" * 64
+
+    _rehash(zoo.path / "a", edit)
+    t0 = time.monotonic()
+    with pytest.raises(ZooEntryError, match="not a plain name"):
+        zoo["a"]
+    assert time.monotonic() - t0 < 5
+    assert [e.name for e in zoo.entries(on_error="skip")] == ["b"]
+
+
+def test_entry_symlink_and_fifo_are_refused_without_hanging(tmp_path):
+    zoo = _zoo(tmp_path)
+    folder = zoo.path / "a"
+    os.replace(folder / "weights.safetensors", tmp_path / "w")
+    os.symlink(tmp_path / "w", folder / "weights.safetensors")
+    with pytest.raises(ZooEntryError, match="not a regular file"):
+        zoo["a"]
+    os.unlink(folder / "weights.safetensors")
+    os.mkfifo(folder / "weights.safetensors")
+    t0 = time.monotonic()
+    with pytest.raises(ZooEntryError, match="not a regular file"):
+        zoo["a"]
+    assert time.monotonic() - t0 < 5
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("n_cells", 10**7),
+        ("init_channels", 1200),
+        ("n_classes", -3),
+        ("init_channels", -1),
+        ("n_nodes", 17),
+        ("n_cells", "8"),
+    ],
+)
+def test_entry_config_is_bounded_before_building(tmp_path, key, value):
+    zoo = _zoo(tmp_path)
+
+    def edit(doc):
+        doc["config"][key] = value
+
+    _rehash(zoo.path / "a", edit)
+    t0 = time.monotonic()
+    with pytest.raises(ZooEntryError, match=f"{key}=.*out of range"):
+        zoo["a"].load_supernet()
+    assert time.monotonic() - t0 < 5
+
+
+def test_entry_config_within_bounds_must_fit_the_weights(tmp_path):
+    zoo = _zoo(tmp_path)
+
+    def edit(doc):
+        doc["config"]["init_channels"] = 500
+        doc["config"]["n_cells"] = 60
+
+    _rehash(zoo.path / "a", edit)
+    t0 = time.monotonic()
+    with pytest.raises(ZooEntryError, match="do not fit the configuration"):
+        zoo["a"].load_supernet()
+    assert time.monotonic() - t0 < 5
+
+
+def test_deeply_nested_json_gives_zoo_entry_error(tmp_path):
+    zoo = _zoo(tmp_path, ("a", "b"))
+    (zoo.path / "a" / "entry.json").write_bytes(b"[" * 200_000 + b"]" * 200_000)
+    with pytest.raises(ZooEntryError, match="nested deeper"):
+        zoo["a"]
+    assert [e.name for e in zoo.entries(on_error="skip")] == ["b"]
+    deep = b'{"format": "skdarts.zoo.entry", "x": ' + b"[" * 500 + b"]" * 500 + b"}"
+    (zoo.path / "a" / "entry.json").write_bytes(deep)
+    with pytest.raises(ZooEntryError, match="nested deeper"):
+        zoo["a"]
+
+
+def test_oversized_json_is_refused(tmp_path, monkeypatch):
+    from skdarts.zoo import _format
+
+    zoo = _zoo(tmp_path)
+    monkeypatch.setattr(_format, "MAX_JSON_BYTES", 100)
+    with pytest.raises(ZooEntryError, match="more than the 100"):
+        zoo["a"]
+
+
+def test_malformed_signature_part_gives_zoo_entry_error(tmp_path):
+    zoo = _zoo(tmp_path)
+
+    def edit(doc):
+        doc["signatures"]["d"] = {"arrays": {"means": "no/such"}, "meta": {}}
+
+    _rehash(zoo.path / "a", edit)
+    with pytest.raises(ZooEntryError, match="signatures cannot be read"):
+        zoo["a"].signature_arrays()
+
+
+def _export(tmp_path):
+    from skdarts.export import export_network
+    from skdarts.spaces import Genotype
+    from skdarts.supernet import DerivedNetwork
+
+    torch.manual_seed(0)
+    geno = Genotype.from_dict(
+        {
+            "normal": [["skip_connect", 0], ["skip_connect", 1]],
+            "normal_concat": [2],
+            "reduce": [["skip_connect", 0], ["skip_connect", 1]],
+            "reduce_concat": [2],
+        }
+    )
+    net = DerivedNetwork(geno, 1, 3, init_channels=2, n_cells=1)
+    path = tmp_path / "exp"
+    export_network(net, path, format="safetensors")
+    return path
+
+
+@pytest.mark.parametrize("key, value", [("n_cells", 10**6), ("init_channels", 400)])
+def test_export_config_is_bounded_and_checked_before_building(tmp_path, key, value):
+    from skdarts.export import load_exported
+
+    path = _export(tmp_path)
+    meta = json.loads((path / "model.json").read_text())
+    meta["network"][key] = value
+    (path / "model.json").write_text(json.dumps(meta))
+    t0 = time.monotonic()
+    with pytest.raises(ValueError, match=key if value > 512 else "do not fit"):
+        load_exported(path)
+    assert time.monotonic() - t0 < 5
+
+
+def test_export_deep_json_and_fifo(tmp_path):
+    from skdarts.export import load_exported
+
+    path = _export(tmp_path)
+    (path / "model.json").write_bytes(b"[" * 200_000 + b"]" * 200_000)
+    with pytest.raises(ValueError, match="nested deeper"):
+        load_exported(path)
+
+
+# -- 5. reads under concurrent overwrite ----------------------------------------
+
+
+def _writer(path, seed, stop_at):
+    zoo = SupernetZoo(path)
+    i = 0
+    while time.monotonic() < stop_at:
+        # Different sizes: old JSON + new files can never pass by chance.
+        net = _supernet(seed * 1000 + i, init_channels=2 + 2 * (i % 2))
+        zoo.add("a", net, signatures=_signatures(i), overwrite=True)
+        i += 1
+
+
+def _reader(path, stop_at, queue):
+    zoo = SupernetZoo(path)
+    reads, damaged = 0, []
+    while time.monotonic() < stop_at:
+        try:
+            entry = zoo["a"]
+            module = entry.load_supernet()
+            assert module.init_channels == entry.config["init_channels"]
+            entry.signature_arrays()
+            reads += 1
+        except ZooEntryError as exc:
+            damaged.append(str(exc))
+    queue.put((reads, damaged))
+
+
+def test_reads_under_concurrent_overwrite_see_a_whole_entry(tmp_path):
+    zoo = _zoo(tmp_path)
+    ctx = mp.get_context("fork" if sys.platform == "linux" else "spawn")
+    stop_at = time.monotonic() + 8
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_writer, args=(zoo.path, s, stop_at)) for s in (1, 2)]
+    procs += [
+        ctx.Process(target=_reader, args=(zoo.path, stop_at, queue)) for _ in (1, 2)
+    ]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=60) for _ in range(2)]
+    for p in procs:
+        p.join(timeout=60)
+    reads = sum(r for r, _ in results)
+    damaged = [d for _, ds in results for d in ds]
+    assert reads > 20
+    assert damaged == [], damaged[:3]
+    assert zoo["a"].load_supernet() is not None
