@@ -9,6 +9,7 @@ import multiprocessing as mp
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -244,3 +245,66 @@ def test_reads_under_concurrent_overwrite_see_a_whole_entry(tmp_path):
     assert reads > 20
     assert damaged == [], damaged[:3]
     assert zoo["a"].load_supernet() is not None
+
+
+# -- 2. one damaged entry does not break the selector -----------------------------
+
+
+def _sig_zoo(tmp_path, names):
+    from sklearn.datasets import load_digits
+
+    from skdarts.similarity import signature_fn
+
+    X, y = load_digits(return_X_y=True)
+    zoo = SupernetZoo(tmp_path / "zoo")
+    for i, name in enumerate(names):
+        zoo.add(name, _supernet(i), signatures={"d": signature_fn(X[:300], y[:300])})
+    return zoo, X[300:500], y[300:500]
+
+
+def test_selector_skips_entry_with_nan_signatures(tmp_path):
+    import safetensors.numpy
+
+    from skdarts import OTSourceSelector
+
+    zoo, X, y = _sig_zoo(tmp_path, ["a", "b"])
+    path = zoo.path / "a" / "signatures.safetensors"
+    arrays = safetensors.numpy.load(path.read_bytes())
+    key = next(k for k in arrays if k.endswith("/cov"))
+    arrays[key] = np.full_like(arrays[key], np.nan)
+    path.write_bytes(safetensors.numpy.save(arrays))
+    _rehash(zoo.path / "a", lambda doc: None)
+    with pytest.warns(UserWarning, match=r"1 zoo entry left out.*a \(.*NaN"):
+        sel = OTSourceSelector(zoo, random_state=0).fit(X, y)
+    assert sel.ranking_ == ["b"]
+
+
+def test_selector_skips_entry_with_pickled_signatures(tmp_path):
+    import pickle
+
+    from skdarts import OTSourceSelector
+
+    zoo, X, y = _sig_zoo(tmp_path, ["a", "b"])
+    (zoo.path / "a" / "signatures.safetensors").write_bytes(pickle.dumps({"x": 1}))
+    _rehash(zoo.path / "a", lambda doc: None)
+    with pytest.warns(UserWarning, match=r"a \(.*signatures cannot be read"):
+        sel = OTSourceSelector(zoo, random_state=0).fit(X, y)
+    assert sel.ranking_ == ["b"]
+
+
+def test_selector_falls_back_when_the_nearest_weights_do_not_load(tmp_path):
+    from skdarts import OTSourceSelector
+
+    zoo, X, y = _sig_zoo(tmp_path, ["a", "b"])
+    sel = OTSourceSelector(zoo, random_state=0).fit(X, y)
+    first, second = sel.ranking_
+    (zoo.path / first / "weights.safetensors").write_bytes(b"garbage")
+    _rehash(zoo.path / first, lambda doc: None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sel = OTSourceSelector(zoo, random_state=0).fit(X, y)
+    msgs = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert len(msgs) == 1 and f"{first} (its weights cannot be loaded" in msgs[0]
+    assert sel.ranking_ == [second]
+    assert sel.prior_.name == second
+    assert sel.transform(X).prior.name == second
