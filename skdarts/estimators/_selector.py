@@ -170,7 +170,7 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
                     (src, DatasetSignature.from_arrays(arrays, meta))
                     for src, (arrays, meta) in stored.items()
                 ]
-            except Exception as exc:  # noqa: BLE001 - one bad entry harms no other
+            except Exception as exc:  # one bad entry harms no other
                 unusable.append(f"{name} ({type(exc).__name__}: {exc})")
                 continue
             if not sigs:
@@ -281,7 +281,7 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
                 load = getattr(self.zoo[name], "load_supernet", None)
                 if load is not None:
                     load()
-            except Exception as exc:  # noqa: BLE001 - fall back to the next entry
+            except Exception as exc:  # fall back to the next entry
                 self._unusable.append(
                     f"{name} (its weights cannot be loaded: {type(exc).__name__}: "
                     f"{exc})"
