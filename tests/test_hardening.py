@@ -308,3 +308,67 @@ def test_selector_falls_back_when_the_nearest_weights_do_not_load(tmp_path):
     assert sel.ranking_ == [second]
     assert sel.prior_.name == second
     assert sel.transform(X).prior.name == second
+
+
+# -- 4. checkpoints are verified --------------------------------------------------
+
+
+def _checkpointed(tmp_path):
+    from sklearn.datasets import load_digits
+
+    from skdarts import SupernetSearchClassifier
+    from tests._tiny import tiny
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:60], y[:60]
+    params = tiny(max_epochs=2, final_epochs=0, checkpoint_dir=tmp_path)
+    SupernetSearchClassifier(**params).fit(X, y)
+    (path,) = tmp_path.glob("search-*/search_state.pt")
+    return SupernetSearchClassifier(**params), X, y, path
+
+
+def test_checkpoint_bit_flip_is_detected(tmp_path):
+    from skdarts.search import SearchCheckpoint
+
+    clf, X, y, path = _checkpointed(tmp_path)
+    state = SearchCheckpoint.load_state(path)
+    alphas = state["module"]["alphas_normal"]
+    data = bytearray(path.read_bytes())
+    # Flip one bit of the stored alphas (found by their bytes in the payload).
+    raw = alphas.numpy().tobytes()
+    at = bytes(data).find(raw)
+    assert at > 0
+    data[at + 3] ^= 0x40
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"search_state\.pt.*checksum.*delete it"):
+        clf.fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda s: s.__setitem__("history", "{not json"),
+        lambda s: s.pop("module"),
+        lambda s: s["module"].pop("alphas_normal"),
+        lambda s: s.__setitem__("rng_cpu", 3),
+    ],
+)
+def test_malformed_checkpoint_names_the_file(tmp_path, damage):
+    from skdarts.search import checkpoint as cp
+
+    clf, X, y, path = _checkpointed(tmp_path)
+    state = cp.SearchCheckpoint.load_state(path)
+    damage(state)
+    cp._atomic_torch_save(state, path)
+    with pytest.raises(ValueError, match=r"search_state\.pt.*delete it"):
+        clf.fit(X, y)
+
+
+def test_old_checkpoint_without_checksum_loads_with_a_warning(tmp_path):
+    from skdarts.search import SearchCheckpoint
+
+    clf, X, y, path = _checkpointed(tmp_path)
+    torch.save(SearchCheckpoint.load_state(path), path)  # the format before
+    with pytest.warns(UserWarning, match="without a checksum"):
+        clf.fit(X, y)
+    assert clf.resumed_from_ == 2
