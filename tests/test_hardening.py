@@ -372,3 +372,57 @@ def test_old_checkpoint_without_checksum_loads_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="without a checksum"):
         clf.fit(X, y)
     assert clf.resumed_from_ == 2
+
+
+# -- 3. predictions do not depend on the batch ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits_fit():
+    from sklearn.datasets import load_digits
+
+    from skdarts import SupernetSearchClassifier
+    from tests._tiny import tiny
+
+    X, y = load_digits(return_X_y=True)
+    clf = SupernetSearchClassifier(**tiny()).fit(X[:120].astype(np.int64), y[:120])
+    return clf, X
+
+
+def test_scale_is_decided_at_fit_not_per_batch():
+    from sklearn.datasets import load_digits
+
+    from skdarts import SupernetSearchClassifier
+    from tests._tiny import tiny
+
+    X, y = load_digits(return_X_y=True)
+    X16 = (X[:120] * 4000).astype(np.uint16)
+    clf = SupernetSearchClassifier(**tiny()).fit(X16, y[:120])
+    assert clf.input_scale_ == 65535.0
+    B = X16[:20].copy()
+    B[0] = np.minimum(B[0], 255)  # a first image whose pixels all fit 8 bits
+    p_batch = clf.predict_proba(B)[0]
+    p_alone = clf.predict_proba(B[:1])[0]
+    np.testing.assert_allclose(p_batch, p_alone, atol=1e-5)
+
+
+def test_float_input_after_integer_fit_warns_and_agrees(digits_fit):
+    clf, X = digits_fit
+    assert clf.input_scale_ == 255.0
+    ints = clf.predict(X[200:260].astype(np.int64))
+    with pytest.warns(UserWarning, match="fitted on integer pixels"):
+        floats = clf.predict(X[200:260].astype(np.float64))
+    np.testing.assert_array_equal(ints, floats)
+
+
+def test_pickle_without_input_scale_predicts_as_before(digits_fit):
+    import copy
+
+    clf, X = digits_fit
+    old = copy.deepcopy(clf)
+    del old.input_scale_
+    np.testing.assert_allclose(
+        old.predict_proba(X[:5].astype(np.int64)),
+        clf.predict_proba(X[:5].astype(np.int64)),
+        atol=1e-6,
+    )

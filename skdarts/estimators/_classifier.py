@@ -233,6 +233,11 @@ class SupernetSearchClassifier(
     color_ : {"grey", "rgb"} or None
         How image files are read at prediction (from the channel count seen
         at ``fit``; None when it is neither 1 nor 3).
+    input_scale_ : float
+        What array pixels are divided by (255 or 65535 for integer
+        pixels, 1 for floats), decided at ``fit`` from its data and applied
+        to every later array, so a prediction does not depend on the batch
+        (absent after a fit on files or a torch Dataset).
     pixel_mean_, pixel_std_ : ndarray of float32, shape (c,)
         Channel statistics standardising every input (from at most
         :data:`skdarts.data.STATS_SAMPLE` images of a torch Dataset).

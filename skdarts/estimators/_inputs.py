@@ -24,6 +24,7 @@ from ..data import (
     dataset_labels,
     dataset_stats,
     is_path_input,
+    pixel_divisor,
     read_image_files,
     to_host,
 )
@@ -126,16 +127,21 @@ class ImageInputs:
             except (TypeError, ValueError) as exc:
                 raise _naming_x(exc) from exc
             from_arrays = True
+            if reset:
+                # Decided once: a batch's own maximum must not change its scale.
+                self.input_scale_ = pixel_divisor(Xv)
             images = as_images(
                 Xv,
                 image_shape=self.image_shape,
                 channels=None if reset else self.image_shape_[0],
+                # Pickles from before input_scale_ keep their per-batch rule.
+                scale=getattr(self, "input_scale_", None),
             )
         if reset:
             if not from_arrays:
                 # n_features_in_ describes arrays (sklearn's X.shape[1]); a fit on
                 # files or a dataset must not keep one from an earlier fit.
-                for name in ("n_features_in_", "feature_names_in_"):
+                for name in ("n_features_in_", "feature_names_in_", "input_scale_"):
                     self.__dict__.pop(name, None)
             shape = images.shape[1:] if images is not None else source.shape
             self.image_shape_ = tuple(int(s) for s in shape)
