@@ -426,3 +426,20 @@ def test_pickle_without_input_scale_predicts_as_before(digits_fit):
         clf.predict_proba(X[:5].astype(np.int64)),
         atol=1e-6,
     )
+
+
+def test_out_of_memory_at_predict_names_image_size_and_batch_size(
+    digits_fit, monkeypatch
+):
+    clf, X = digits_fit
+    net = clf._predicting_net()
+
+    def boom(*a, **k):
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: not enough "
+            "memory: you tried to allocate 4000000000 bytes."
+        )
+
+    monkeypatch.setattr(net, "predict_proba", boom)
+    with pytest.raises(MemoryError, match=r"8x8 pixels.*batch_size=16.*resize"):
+        clf.predict(X[:4].astype(np.int64))

@@ -477,8 +477,20 @@ class SupernetSearchClassifier(
         images, _ = self._images(X, reset=False)
         net = self._predicting_net()
         net.module_.eval()
-        with torch.no_grad():
-            proba = net.predict_proba(images)
+        try:
+            with torch.no_grad():
+                proba = net.predict_proba(images)
+        except (MemoryError, RuntimeError) as exc:
+            text = str(exc).lower()
+            if not isinstance(exc, MemoryError) and "alloc" not in text:
+                raise
+            c, h, w = self.image_shape_
+            raise MemoryError(
+                f"out of memory predicting {len(images)} images of {h}x{w} pixels "
+                f"({c} channel(s)) in batches of batch_size={self.batch_size}: pass "
+                "fewer images at a time, lower batch_size, or fit on smaller images "
+                f"(resize them). ({str(exc).splitlines()[0]})"
+            ) from exc
         return np.asarray(proba, dtype=np.float64)
 
     def predict(self, X) -> np.ndarray:
