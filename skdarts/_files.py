@@ -12,6 +12,9 @@ checkpoints and the command line's models all go through it.
   refusing to clobber unless asked (folders cannot be renamed over non-empty
   folders, so the old one is first renamed aside).
 * :func:`sha256_bytes` / :func:`sha256_file` - hex digests.
+* :func:`read_regular_file` - read a file named inside a folder, refusing
+  names that leave it and anything but a regular file (links, devices,
+  FIFOs), so that a crafted name can neither escape nor hang the reader.
 * :func:`file_lock` - an exclusive lock between processes on a lock file
   (the :mod:`filelock` package: ``fcntl.flock`` on POSIX, ``msvcrt`` on
   Windows). Only writers take it; reading never creates a lock file.
@@ -25,6 +28,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -41,11 +45,112 @@ __all__ = [
     "fsync_dir",
     "fsync_file",
     "publish",
+    "read_regular_file",
     "sha256_bytes",
     "sha256_file",
 ]
 
 _OLD_PREFIX = ".old-"
+
+
+class UnsafeFileError(ValueError):
+    """A file name that leaves its folder, or a file that is not a regular file."""
+
+
+def _check_plain_name(name, folder) -> str:
+    if not isinstance(name, str):
+        raise UnsafeFileError(
+            f"a file name in {os.fspath(folder)!r} must be a str; got "
+            f"{type(name).__name__} {name!r:.80}."
+        )
+    seps = {"/", "\\", os.sep, os.altsep or "/"}
+    if (
+        not name
+        or name in (".", "..")
+        or "\x00" in name
+        or any(sep in name for sep in seps)
+        or os.path.isabs(name)
+    ):
+        raise UnsafeFileError(
+            f"the file name {name!r:.80} is not a plain name inside "
+            f"{os.fspath(folder)!r}: names with path separators, '..', or absolute "
+            "paths are refused."
+        )
+    return name
+
+
+def read_regular_file(
+    folder: str | os.PathLike, name: str, max_bytes: int | None = None
+) -> bytes:
+    """Read the regular file ``name`` directly inside ``folder``.
+
+    ``name`` must be a plain file name (no separator, not ``..``, not
+    absolute); the file must be a regular file (checked with ``os.lstat``
+    before opening and ``os.fstat`` after, so a symbolic link, device or FIFO
+    is refused, never read or waited on), of at most ``max_bytes`` bytes.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+    name : str
+    max_bytes : int, optional
+        Largest size accepted.
+
+    Returns
+    -------
+    bytes
+
+    Raises
+    ------
+    UnsafeFileError
+        (a ``ValueError``) for a name or a file refused as above.
+    FileNotFoundError
+        When there is no such file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> atomic_write_bytes(os.path.join(d, "a.bin"), b"abc")
+    >>> read_regular_file(d, "a.bin")
+    b'abc'
+    >>> read_regular_file(d, "../a.bin")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    skdarts._files.UnsafeFileError: the file name '../a.bin' is not a plain name...
+    """
+    _check_plain_name(name, folder)
+    path = os.path.join(os.fspath(folder), name)
+    what = f"{path!r}"
+
+    def check(st) -> None:
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafeFileError(
+                f"{what} is not a regular file (a link, folder, device or FIFO); "
+                "only regular files are read."
+            )
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise UnsafeFileError(
+                f"{what} holds {st.st_size} bytes, more than the {max_bytes} "
+                "accepted for it."
+            )
+
+    check(os.lstat(path))
+    # O_NOFOLLOW/O_NONBLOCK: a file swapped for a link or FIFO after the lstat
+    # is refused by the fstat below instead of being followed or hanging open.
+    flags = os.O_RDONLY
+    for flag in ("O_NOFOLLOW", "O_NONBLOCK", "O_BINARY"):
+        flags |= getattr(os, flag, 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise UnsafeFileError(f"{what} cannot be opened as a file ({exc}).") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        check(st)
+        return f.read(st.st_size)
 
 
 def fsync_file(path: str | os.PathLike) -> None:

@@ -44,7 +44,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._files import fsync_file, publish, sha256_file
+from ._files import (
+    UnsafeFileError,
+    fsync_file,
+    publish,
+    read_regular_file,
+    sha256_bytes,
+    sha256_file,
+)
+from ._limits import MAX_JSON_BYTES, check_config, check_state_shapes, loads_json
 from .supernet import DerivedNetwork
 
 __all__ = ["FORMATS", "ExportedClassifier", "export_network", "load_exported"]
@@ -357,22 +365,25 @@ def load_exported(path) -> nn.Module:
 
 
 def _load_safetensors(path: Path) -> ExportedClassifier:
-    from safetensors.torch import load_file
+    from safetensors.torch import load as load_bytes
 
     from .spaces import Genotype
 
-    meta_path, weights_path = path / _META, path / _WEIGHTS
-    for p in (meta_path, weights_path):
-        if not p.is_file():
+    meta_path = path / _META
+    for name in (_META, _WEIGHTS):
+        if not (path / name).is_file():
             raise FileNotFoundError(
-                f"{str(path)!r} is not a complete safetensors export: {p.name} is "
+                f"{str(path)!r} is not a complete safetensors export: {name} is "
                 "missing."
             )
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{str(meta_path)!r} is not valid JSON: {exc}") from exc
-    if meta.get("schema") != SCHEMA:
+        meta = loads_json(
+            read_regular_file(path, _META, MAX_JSON_BYTES), f"{str(meta_path)!r}"
+        )
+        blob = read_regular_file(path, _WEIGHTS)
+    except UnsafeFileError as exc:
+        raise ValueError(f"export {str(path)!r} is refused: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
         raise ValueError(f"{str(path)!r} is not an skdarts export (no schema tag).")
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise ValueError(
@@ -380,15 +391,34 @@ def _load_safetensors(path: Path) -> ExportedClassifier:
             f"this skdarts reads version {SCHEMA_VERSION}: upgrade skdarts or "
             "re-export the model."
         )
-    expected = meta.get("sha256", {}).get(_WEIGHTS)
-    if expected != sha256_file(weights_path):
+    expected = (meta.get("sha256") or {}).get(_WEIGHTS)
+    if expected != sha256_bytes(blob):
         raise ValueError(
             f"Checksum mismatch in export {str(path)!r}, file {_WEIGHTS}: the file "
             "is damaged or was modified; re-export or re-download it."
         )
-    cfg = dict(meta["network"])
-    cfg["genotype"] = Genotype.from_dict(cfg["genotype"])
-    network = DerivedNetwork(**cfg)
+    where = f"export {str(path)!r}"
+    try:
+        cfg = dict(meta["network"])
+        check_config(cfg, f"{where}: {_META}")
+        state = load_bytes(blob)
+        # Sizes checked against the stored tensors before anything is built.
+        check_state_shapes(
+            cfg,
+            {
+                k.removeprefix("network."): tuple(v.shape)
+                for k, v in state.items()
+                if k.startswith("network.")
+            },
+            f"{where}: its weights",
+        )
+        cfg["genotype"] = Genotype.from_dict(cfg["genotype"])
+        network = DerivedNetwork(**cfg)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(
+            f"{where} is damaged or foreign: its metadata or weights cannot build "
+            f"the network ({type(exc).__name__}: {exc})."
+        ) from None
     model = ExportedClassifier(
         network,
         meta["pixel_mean"],
@@ -396,6 +426,12 @@ def _load_safetensors(path: Path) -> ExportedClassifier:
         classes=meta.get("classes"),
         image_shape=meta.get("image_shape"),
     )
-    model.load_state_dict(load_file(str(weights_path)))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"{where}: the stored weights do not fit its metadata "
+            f"({str(exc).splitlines()[0]})."
+        ) from None
     model.metadata = meta
     return model.eval()

@@ -29,7 +29,11 @@ Scaling rule
 ------------
 Integer arrays must lie in [0, 65535]: when their largest value is at most 255
 the whole array is read as 8-bit (divided by 255), otherwise as 16-bit (divided
-by 65535). Booleans are 0 and 1. Floating-point pixels are used as given and
+by 65535). An estimator decides this divisor once, on the data given to
+``fit`` (``input_scale_``), and divides every later array by it, whatever
+that array's largest value; an array unlike the fit's (floats after a fit on
+integers, integers after a fit on floats, values above the divisor) warns.
+Booleans are 0 and 1. Floating-point pixels are used as given and
 must be finite and within float32's range (``|x| < 3.4e38``). The items of a
 torch Dataset are scaled one by one, so their divisor comes from the dtype, not
 the values: ``uint8`` / 255, ``uint16`` / 65535, floats and booleans as above;
@@ -80,6 +84,7 @@ from .arrays import (
     infer_image_shape,
     is_path_input,
     parse_image_size,
+    pixel_divisor,
     to_host,
 )
 from .datasets import (
@@ -120,6 +125,7 @@ __all__ = [
     "is_path_input",
     "load_image_folder",
     "parse_image_size",
+    "pixel_divisor",
     "read_image_files",
     "to_host",
 ]

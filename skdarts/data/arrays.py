@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -86,7 +87,58 @@ def _normalise_image_shape(image_shape) -> tuple[int, ...]:
     return tuple(int(s) for s in shape) if len(shape) == 3 else (1, *map(int, shape))
 
 
-def _scale(X: np.ndarray) -> np.ndarray:
+def pixel_divisor(X) -> float:
+    """The divisor the scaling rule gives the pixels of ``X`` (1.0: as given).
+
+    Decided once, on the data given to ``fit``, and stored by the estimator
+    (``input_scale_``) so that every later batch is scaled the same way.
+
+    Examples
+    --------
+    >>> pixel_divisor(np.array([[0, 200]])), pixel_divisor(np.array([[0, 300]]))
+    (255.0, 65535.0)
+    >>> pixel_divisor(np.array([[0.5]]))
+    1.0
+    """
+    X = np.asarray(X)
+    if not np.issubdtype(X.dtype, np.integer) or X.dtype == np.bool_ or not X.size:
+        return 1.0
+    return 255.0 if int(X.max()) <= 255 else 65535.0
+
+
+def _check_scale(X: np.ndarray, divisor: float) -> None:
+    """Warn when ``X`` does not look like the pixels the divisor was fitted on."""
+    integer = np.issubdtype(X.dtype, np.integer) and X.dtype != np.bool_
+    if divisor > 1.0 and not integer:
+        warnings.warn(
+            f"X holds {X.dtype} pixels, but the estimator was fitted on integer "
+            f"pixels (divided by {divisor:g}); these are divided by {divisor:g} too. "
+            "Pass the same kind of pixels as at fit (integers, or floats on the "
+            "fit's scale).",
+            UserWarning,
+            stacklevel=5,
+        )
+    elif divisor == 1.0 and integer:
+        warnings.warn(
+            f"X holds {X.dtype} pixels, but the estimator was fitted on "
+            "floating-point pixels (used as given); these integers are used as "
+            "given too. Pass floats on the fit's scale.",
+            UserWarning,
+            stacklevel=5,
+        )
+    elif integer and X.size and int(X.max()) > divisor:
+        warnings.warn(
+            f"X holds integer pixels up to {int(X.max())}, above the {divisor:g} of "
+            f"the images the estimator was fitted on (8-bit: 255, 16-bit: 65535); "
+            "they are scaled as at fit.",
+            UserWarning,
+            stacklevel=5,
+        )
+
+
+def _scale(X: np.ndarray, divisor: float | None = None) -> np.ndarray:
+    if divisor is not None:
+        _check_scale(X, divisor)
     if X.dtype == np.bool_:
         return X.astype(np.float32)
     if np.issubdtype(X.dtype, np.integer):
@@ -96,7 +148,9 @@ def _scale(X: np.ndarray) -> np.ndarray:
                 f"X: integer pixels must lie in [0, 65535] (8- or 16-bit images); got "
                 f"values in [{lo}, {hi}]. Pass floats to use values as given."
             )
-        return X.astype(np.float32) / (255.0 if hi <= 255 else 65535.0)
+        if divisor is None:
+            divisor = 255.0 if hi <= 255 else 65535.0
+        return X.astype(np.float32) / np.float32(divisor)
     if not np.issubdtype(X.dtype, np.floating):
         raise TypeError(
             f"X must hold numbers (integers, floats or booleans); got dtype {X.dtype}."
@@ -115,7 +169,10 @@ def _scale(X: np.ndarray) -> np.ndarray:
             f"{limit:.4g}); got a largest magnitude of {float(np.abs(X).max()):.4g}. "
             "Rescale the images."
         )
-    return X.astype(np.float32, copy=False)
+    X = X.astype(np.float32, copy=False)
+    if divisor is not None and divisor != 1.0:
+        X = X / np.float32(divisor)
+    return X
 
 
 def to_host(a):
@@ -136,7 +193,10 @@ def to_host(a):
 
 
 def as_images(
-    X, image_shape: Sequence[int] | None = None, channels: int | None = None
+    X,
+    image_shape: Sequence[int] | None = None,
+    channels: int | None = None,
+    scale: float | None = None,
 ) -> np.ndarray:
     """Validate ``X`` and return float32 images of shape ``(n, c, h, w)``.
 
@@ -150,6 +210,10 @@ def as_images(
         resize target is ``image_size``, for image files).
     channels : int, optional
         The channel count expected (the one seen at ``fit``).
+    scale : float, optional
+        The divisor decided at ``fit`` (:func:`pixel_divisor`); None applies
+        the scaling rule to this array alone. Input unlike the fit's
+        (integers for floats, floats for integers, integers above it) warns.
 
     Returns
     -------
@@ -184,7 +248,7 @@ def as_images(
         )
     if X.shape[0] == 0:
         raise ValueError(f"X has 0 samples (shape {X.shape}); at least 1 is required.")
-    X = _scale(X)
+    X = _scale(X, scale)
 
     if X.ndim == 2:
         n, f = X.shape

@@ -233,6 +233,11 @@ class SupernetSearchClassifier(
     color_ : {"grey", "rgb"} or None
         How image files are read at prediction (from the channel count seen
         at ``fit``; None when it is neither 1 nor 3).
+    input_scale_ : float
+        What array pixels are divided by (255 or 65535 for integer
+        pixels, 1 for floats), decided at ``fit`` from its data and applied
+        to every later array, so a prediction does not depend on the batch
+        (absent after a fit on files or a torch Dataset).
     pixel_mean_, pixel_std_ : ndarray of float32, shape (c,)
         Channel statistics standardising every input (from at most
         :data:`skdarts.data.STATS_SAMPLE` images of a torch Dataset).
@@ -472,8 +477,20 @@ class SupernetSearchClassifier(
         images, _ = self._images(X, reset=False)
         net = self._predicting_net()
         net.module_.eval()
-        with torch.no_grad():
-            proba = net.predict_proba(images)
+        try:
+            with torch.no_grad():
+                proba = net.predict_proba(images)
+        except (MemoryError, RuntimeError) as exc:
+            text = str(exc).lower()
+            if not isinstance(exc, MemoryError) and "alloc" not in text:
+                raise
+            c, h, w = self.image_shape_
+            raise MemoryError(
+                f"out of memory predicting {len(images)} images of {h}x{w} pixels "
+                f"({c} channel(s)) in batches of batch_size={self.batch_size}: pass "
+                "fewer images at a time, lower batch_size, or fit on smaller images "
+                f"(resize them). ({str(exc).splitlines()[0]})"
+            ) from exc
         return np.asarray(proba, dtype=np.float64)
 
     def predict(self, X) -> np.ndarray:

@@ -24,6 +24,7 @@ from ..data import (
     dataset_labels,
     dataset_stats,
     is_path_input,
+    pixel_divisor,
     read_image_files,
     to_host,
 )
@@ -60,6 +61,54 @@ class ImageInputs:
                 "pass arrays or a torch Dataset instead."
             )
         return self.image_size_, self.color_
+
+    def _check_predict_shape(self, X) -> None:
+        """Refuse arrays whose images differ from the fit's, naming the dimension.
+
+        Before sklearn's own check, which would speak of "features" when an
+        image's size or channel count is at fault.
+        """
+        shape = getattr(to_host(X), "shape", None)
+        if shape is None or len(shape) not in (2, 3, 4) or not shape[0]:
+            return
+        c, h, w = self.image_shape_
+        fitted = f"{c}-channel images of {h}x{w} pixels (c, h, w) = {(c, h, w)}"
+        if len(shape) == 2:
+            expected = getattr(self, "n_features_in_", c * h * w)
+            if shape[1] != expected:
+                raise ValueError(
+                    f"X has {shape[1]} features, but {type(self).__name__} is "
+                    f"expecting {expected} features as input: it was fitted on "
+                    f"{fitted}; pass flat rows of {expected} values, or the images "
+                    "themselves."
+                )
+            return
+        if len(shape) == 3:
+            layouts = {"(n, h, w)": (1, *shape[1:])}
+        else:
+            layouts = {
+                "(n, c, h, w)": tuple(shape[1:]),
+                "(n, h, w, c)": (shape[3], shape[1], shape[2]),
+            }
+        if (c, h, w) in layouts.values():
+            return
+        # Name what differs: the channel count, else the image size.
+        for name, (c2, h2, w2) in layouts.items():
+            if c2 == c:
+                raise ValueError(
+                    f"X: images of {h2}x{w2} pixels (read as {name}, shape "
+                    f"{tuple(shape)}), but the estimator was fitted on {fitted}; "
+                    f"resize them to {h}x{w}."
+                )
+        raise ValueError(
+            f"X of shape {tuple(shape)} holds no {c}-channel {h}x{w} images: read as "
+            + " or as ".join(
+                f"{name}, it has {c2} channel(s) of {h2}x{w2}"
+                for name, (c2, h2, w2) in layouts.items()
+            )
+            + f"; the estimator was fitted on {fitted}. Pass images with {c} "
+            "channel(s), channels first or last."
+        )
 
     def _images(self, X, reset: bool, y=None):
         """Validate X and return standardised images with any labels X carries.
@@ -114,6 +163,8 @@ class ImageInputs:
             source = DatasetImages(X, channels=None if reset else self.image_shape_[0])
             source.shape = source.image(0).shape
         else:
+            if not reset:
+                self._check_predict_shape(X)
             try:
                 Xv = validate_data(
                     self,
@@ -126,16 +177,21 @@ class ImageInputs:
             except (TypeError, ValueError) as exc:
                 raise _naming_x(exc) from exc
             from_arrays = True
+            if reset:
+                # Decided once: a batch's own maximum must not change its scale.
+                self.input_scale_ = pixel_divisor(Xv)
             images = as_images(
                 Xv,
                 image_shape=self.image_shape,
                 channels=None if reset else self.image_shape_[0],
+                # Pickles from before input_scale_ keep their per-batch rule.
+                scale=getattr(self, "input_scale_", None),
             )
         if reset:
             if not from_arrays:
                 # n_features_in_ describes arrays (sklearn's X.shape[1]); a fit on
                 # files or a dataset must not keep one from an earlier fit.
-                for name in ("n_features_in_", "feature_names_in_"):
+                for name in ("n_features_in_", "feature_names_in_", "input_scale_"):
                     self.__dict__.pop(name, None)
             shape = images.shape[1:] if images is not None else source.shape
             self.image_shape_ = tuple(int(s) for s in shape)

@@ -170,8 +170,8 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
                     (src, DatasetSignature.from_arrays(arrays, meta))
                     for src, (arrays, meta) in stored.items()
                 ]
-            except (ValueError, TypeError, KeyError, OSError) as exc:
-                unusable.append(f"{name} ({exc})")
+            except Exception as exc:  # one bad entry harms no other
+                unusable.append(f"{name} ({type(exc).__name__}: {exc})")
                 continue
             if not sigs:
                 unusable.append(f"{name} (no signatures stored)")
@@ -179,14 +179,9 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
             if stored and not sigs:
                 unusable.append(f"{name} (no signature of the current feature map)")
             rows.extend((name, src, sig) for src, sig in sigs)
-        if unusable:
-            warnings.warn(
-                f"{len(unusable)} zoo entr{'y' if len(unusable) == 1 else 'ies'} "
-                "left out of the ranking: " + "; ".join(unusable[:10]),
-                UserWarning,
-                stacklevel=3,
-            )
+        self._unusable = unusable
         if not rows:
+            self._warn_unusable()
             raise ValueError(
                 f"the zoo ({len(names)} entries) holds no usable dataset signature; "
                 "store signatures with zoo.set_signatures(name, {source: "
@@ -235,6 +230,7 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
         rows = self._load_signatures()
         n_entries = len({name for name, _, _ in rows})
         if self.n_sources > n_entries:
+            self._warn_unusable()
             raise ValueError(
                 f"n_sources={self.n_sources} but only {n_entries} zoo entries have "
                 "usable signatures."
@@ -254,9 +250,60 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
         self.distances_ = ranking.distances
         self.proxy_distances_ = ranking.proxy_distances
         self.source_distances_ = ranking.source_distances
+        self._drop_unloadable(ranking)
+        self._warn_unusable()
         self.selected_ = self.ranking_[: self.n_sources]
         self.prior_ = self.zoo[self.selected_[0]]
         return self
+
+    def _warn_unusable(self) -> None:
+        unusable, self._unusable = getattr(self, "_unusable", []), []
+        if unusable:
+            warnings.warn(
+                f"{len(unusable)} zoo entr{'y' if len(unusable) == 1 else 'ies'} "
+                "left out of the ranking: " + "; ".join(unusable[:10]),
+                UserWarning,
+                stacklevel=4,
+            )
+
+    def _drop_unloadable(self, ranking) -> None:
+        """Load the nearest entries' weights; leave out those that fail.
+
+        Committing to an entry whose weights cannot be loaded would make the
+        next pipeline step fail; the next entry in the ranking is used instead.
+        """
+        keep, n_ok = [], 0
+        for i, name in enumerate(self.ranking_):
+            if n_ok >= self.n_sources:
+                keep.extend(range(i, len(self.ranking_)))
+                break
+            try:
+                load = getattr(self.zoo[name], "load_supernet", None)
+                if load is not None:
+                    load()
+            except Exception as exc:  # fall back to the next entry
+                self._unusable.append(
+                    f"{name} (its weights cannot be loaded: {type(exc).__name__}: "
+                    f"{exc})"
+                )
+                continue
+            keep.append(i)
+            n_ok += 1
+        if n_ok < self.n_sources:
+            self._warn_unusable()
+            raise ValueError(
+                f"n_sources={self.n_sources} but only {n_ok} zoo entries have "
+                "usable signatures and loadable weights."
+            )
+        if len(keep) < len(self.ranking_):
+            idx = np.asarray(keep, dtype=int)
+            self.ranking_ = [self.ranking_[i] for i in keep]
+            self.distances_ = np.asarray(self.distances_)[idx]
+            self.proxy_distances_ = np.asarray(self.proxy_distances_)[idx]
+            dropped = set(ranking.names) - set(self.ranking_)
+            self.source_distances_ = {
+                k: v for k, v in self.source_distances_.items() if k not in dropped
+            }
 
     def transform(self, X):
         """Return ``X`` unchanged, carrying the selected prior.

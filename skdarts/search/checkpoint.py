@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import warnings
 from pathlib import Path
@@ -15,10 +17,66 @@ from .._files import atomic_writer
 __all__ = ["SearchCheckpoint"]
 
 
+#: Format of the file around the state: a sha256 over the serialised state.
+_WRAPPED = 2
+_REQUIRED = {
+    "module": dict,
+    "optimizer": dict,
+    "history": str,
+    "rng_cpu": torch.Tensor,
+    "fit_start_epoch": int,
+}
+
+
 def _atomic_torch_save(obj, path: Path) -> None:
-    """Write ``obj`` to ``path`` atomically (a crash leaves the old file)."""
+    """Write ``obj`` to ``path`` atomically, with a checksum over its bytes."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    payload = buffer.getvalue()
+    wrapped = {
+        "format": _WRAPPED,
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8),
+    }
     with atomic_writer(path) as f:
-        torch.save(obj, f)
+        torch.save(wrapped, f)
+
+
+def _unwrap(raw, path) -> dict:
+    """The state inside a checkpoint file's content, its checksum verified."""
+    if isinstance(raw, dict) and raw.get("format") == _WRAPPED:
+        payload = raw.get("payload")
+        if not isinstance(payload, torch.Tensor) or payload.dtype != torch.uint8:
+            raise ValueError("its payload is missing")
+        data = payload.numpy().tobytes()
+        if hashlib.sha256(data).hexdigest() != raw.get("sha256"):
+            raise ValueError(
+                "its checksum does not match its content (the file was changed or "
+                "damaged)"
+            )
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    warnings.warn(
+        f"The search checkpoint {str(path)!r} was written without a checksum (by an "
+        "older skdarts); it is loaded unverified, and the next checkpoint carries "
+        "one.",
+        UserWarning,
+        stacklevel=4,
+    )
+    return raw
+
+
+def _check_state(state) -> None:
+    if not isinstance(state, dict):
+        raise ValueError(f"it holds a {type(state).__name__}, not a search state")
+    for key, kind in _REQUIRED.items():
+        if not isinstance(state.get(key), kind):
+            raise ValueError(f"its {key!r} is missing or not a {kind.__name__}")
+    try:
+        history = json.loads(state["history"])
+    except ValueError as exc:
+        raise ValueError(f"its history is not valid JSON ({exc})") from None
+    if not isinstance(history, list):
+        raise ValueError("its history is not a list of epochs")
 
 
 class SearchCheckpoint(Checkpoint):
@@ -163,9 +221,18 @@ class SearchCheckpoint(Checkpoint):
 
     @staticmethod
     def load_state(path) -> dict:
-        """Read a checkpoint file without executing code (``weights_only``)."""
+        """Read a checkpoint file without executing code (``weights_only``).
+
+        The checksum stored with the state is verified (a file from before
+        checksums loads with a warning); a file that cannot be read, fails
+        the check or lacks part of a search state raises ``ValueError``
+        naming it.
+        """
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+            state = _unwrap(raw, path)
+            _check_state(state)
+            return state
         except Exception as exc:
             raise ValueError(
                 f"The search checkpoint {str(path)!r} cannot be read ({exc}); delete "
@@ -180,11 +247,18 @@ class SearchCheckpoint(Checkpoint):
         generators are set again when training begins, after the
         ``lr_scheduler`` callback has rebuilt its scheduler.
         """
-        net.module_.load_state_dict(state["module"])
-        net.optimizer_.load_state_dict(state["optimizer"])
-        if state.get("optimizer_arch") is not None:
-            net.optimizer_arch_.load_state_dict(state["optimizer_arch"])
-        net.history = History(json.loads(state["history"]))
+        try:
+            net.module_.load_state_dict(state["module"])
+            net.optimizer_.load_state_dict(state["optimizer"])
+            if state.get("optimizer_arch") is not None:
+                net.optimizer_arch_.load_state_dict(state["optimizer_arch"])
+            net.history = History(json.loads(state["history"]))
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(
+                f"The search checkpoint {str(self.path_)!r} does not fit this "
+                f"search ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+                "delete it to start the search afresh."
+            ) from None
         self._pending = state
 
     def on_train_begin(self, net, **kwargs):

@@ -241,6 +241,17 @@ class DatasetSignature:
                     f"dataset signature array {key!r} has shape {a[key].shape}; "
                     f"expected {shape}."
                 )
+        for key in expected:
+            if not np.issubdtype(a[key].dtype, np.number):
+                raise ValueError(
+                    f"dataset signature array {key!r} must be numeric; got dtype "
+                    f"{a[key].dtype}."
+                )
+            if not np.isfinite(a[key]).all():
+                # NaN would surface deep in the distances as a LinAlgError.
+                raise ValueError(
+                    f"dataset signature array {key!r} holds NaN or infinite values."
+                )
         labels = a["labels"].astype(np.int64)
         if len(labels) and (labels.min() < 0 or labels.max() >= k):
             raise ValueError(

@@ -14,14 +14,17 @@ import safetensors.torch
 import torch
 
 from .._files import publish
+from .._limits import check_state_shapes
 from ..supernet import Supernet
 from ._format import (
     ENTRY_JSON,
     SIGNATURES_FILE,
     WEIGHTS_FILE,
     ZooEntryError,
+    _Changed,
     _check_name,  # noqa: F401  (re-exported for the pretraining module)
     _read_entry_doc,
+    _read_snapshot,
     _read_verified,
     _state_tensors,
     _write_entry_folder,
@@ -98,10 +101,22 @@ class ZooEntry:
 
     # -- payload -------------------------------------------------------------
 
+    def _payload(self, fname: str) -> bytes:
+        """The bytes of ``fname``, verified against the JSON they belong with."""
+        digest = self.metadata["files"].get(fname)
+        try:
+            return _read_verified(self.path, fname, digest, self._where())
+        except _Changed:
+            pass
+        # Replaced since this entry's JSON was read: take the new version
+        # whole (JSON and file together), never the old JSON with new files.
+        doc, data = _read_snapshot(self.path, self.name, wanted=[fname])
+        self.metadata = doc
+        return data[fname]
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The stored ``state_dict`` (checksum verified on this read)."""
-        digest = self.metadata["files"][WEIGHTS_FILE]
-        data = _read_verified(self.path, WEIGHTS_FILE, digest, self._where())
+        data = self._payload(WEIGHTS_FILE)
         try:
             return safetensors.torch.load(data)
         except Exception as exc:
@@ -110,20 +125,33 @@ class ZooEntry:
             ) from None
 
     def load_supernet(self) -> Supernet:
-        """Rebuild the stored :class:`~skdarts.supernet.Supernet` (its own head)."""
+        """Rebuild the stored :class:`~skdarts.supernet.Supernet` (its own head).
+
+        The stored tensors' shapes are checked against the configuration
+        before the network is built, so a crafted configuration cannot make
+        it allocate more than the file holds.
+        """
+        state = self.state_dict()  # first: it may move to a newer version
+        config = self.config
         try:
-            module = Supernet(**self.config)
+            check_state_shapes(
+                config, {k: tuple(v.shape) for k, v in state.items()}, "its weights"
+            )
+        except ValueError as exc:
+            raise ZooEntryError(f"{self._where()} is damaged: {exc}") from None
+        try:
+            module = Supernet(**config)
         except (TypeError, ValueError) as exc:
             raise ZooEntryError(
-                f"{self._where()}: its config {self.config} does not build a "
+                f"{self._where()}: its config {config} does not build a "
                 f"Supernet in this skdarts ({exc})."
             ) from None
         try:
-            module.load_state_dict(self.state_dict(), strict=True)
+            module.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             raise ZooEntryError(
                 f"{self._where()}: the stored weights do not fit its config "
-                f"{self.config} ({str(exc).splitlines()[0]})."
+                f"{config} ({str(exc).splitlines()[0]})."
             ) from None
         return module
 
@@ -132,18 +160,24 @@ class ZooEntry:
         sig_doc = self.metadata.get("signatures") or {}
         if not sig_doc:
             return {}
-        digest = self.metadata["files"].get(SIGNATURES_FILE)
-        if digest is None:
+        if self.metadata["files"].get(SIGNATURES_FILE) is None:
             raise ZooEntryError(
                 f"{self._where()} is damaged: entry.json lists signatures but no "
                 f"{SIGNATURES_FILE!r}."
             )
-        data = _read_verified(self.path, SIGNATURES_FILE, digest, self._where())
-        flat = safetensors.numpy.load(data)
-        out = {}
-        for source, part in sig_doc.items():
-            arrays = {aname: flat[key] for aname, key in part["arrays"].items()}
-            out[source] = (arrays, copy.deepcopy(part["meta"]))
+        data = self._payload(SIGNATURES_FILE)
+        sig_doc = self.metadata.get("signatures") or {}
+        try:
+            flat = safetensors.numpy.load(data)
+            out = {}
+            for source, part in sig_doc.items():
+                arrays = {aname: flat[key] for aname, key in part["arrays"].items()}
+                out[source] = (arrays, copy.deepcopy(dict(part["meta"])))
+        except Exception as exc:
+            raise ZooEntryError(
+                f"{self._where()} is damaged: its signatures cannot be read "
+                f"({type(exc).__name__}: {exc})."
+            ) from None
         return out
 
     def __repr__(self) -> str:

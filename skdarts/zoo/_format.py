@@ -19,6 +19,7 @@ import datetime as _dt
 import json
 import os
 import re
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -27,7 +28,14 @@ import safetensors.numpy
 import safetensors.torch
 import torch
 
-from .._files import atomic_write_bytes, fsync_dir, sha256_bytes
+from .._files import (
+    UnsafeFileError,
+    atomic_write_bytes,
+    fsync_dir,
+    read_regular_file,
+    sha256_bytes,
+)
+from .._limits import MAX_JSON_BYTES, check_config, loads_json
 from .._version import __version__
 from ..supernet import Supernet
 
@@ -164,22 +172,31 @@ def _write_entry_folder(
     fsync_dir(folder)
 
 
-def _read_entry_doc(folder: Path, name: str) -> dict:
-    """Parse and verify an entry folder's JSON and checksums."""
-    jpath = folder / ENTRY_JSON
-    where = f"zoo entry {name!r} ({folder})"
+class _Changed(ZooEntryError):
+    """The entry's files and JSON disagree: damaged, or being replaced now."""
+
+
+#: Times a read that met an entry mid-replacement starts again.
+_READ_ATTEMPTS = 20
+
+
+def _read_json(folder: Path, where: str) -> tuple[bytes, dict]:
     try:
-        raw = jpath.read_bytes()
+        raw = read_regular_file(folder, ENTRY_JSON, MAX_JSON_BYTES)
     except FileNotFoundError:
-        raise ZooEntryError(
+        raise _Changed(
             f"{where} is damaged: its file {ENTRY_JSON!r} is missing."
         ) from None
+    except UnsafeFileError as exc:
+        raise ZooEntryError(f"{where} is damaged: {exc}") from None
     try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ZooEntryError(
-            f"{where} is damaged: its file {ENTRY_JSON!r} is not valid JSON ({exc})."
-        ) from None
+        doc = loads_json(raw, f"its file {ENTRY_JSON!r}")
+    except ValueError as exc:
+        raise ZooEntryError(f"{where} is damaged: {exc}") from None
+    return raw, doc
+
+
+def _check_doc(doc, where: str) -> dict:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ZooEntryError(
             f"{where}: {ENTRY_JSON!r} is not a skdarts zoo entry (expected "
@@ -202,26 +219,83 @@ def _read_entry_doc(folder: Path, name: str) -> dict:
         not isinstance(files, dict)
         or WEIGHTS_FILE not in files
         or not isinstance(doc.get("config"), dict)
+        or not all(isinstance(v, str) for v in files.values())
     ):
         raise ZooEntryError(
             f"{where} is damaged: {ENTRY_JSON!r} lacks its 'files' checksums or "
             "its 'config'."
         )
-    for fname, digest in files.items():
-        _read_verified(folder, fname, digest, where)
+    for key in ("provenance", "signatures"):
+        if not isinstance(doc.get(key, {}), dict):
+            raise ZooEntryError(
+                f"{where} is damaged: {key!r} in {ENTRY_JSON!r} is not an object."
+            )
+    try:
+        check_config(doc["config"], f"{where}: {ENTRY_JSON!r}")
+    except ValueError as exc:
+        raise ZooEntryError(str(exc)) from None
     return doc
 
 
-def _read_verified(folder: Path, fname: str, digest: str, where: str) -> bytes:
-    path = folder / fname
+def _read_snapshot(
+    folder: Path, name: str, wanted=None
+) -> tuple[dict, dict[str, bytes]]:
+    """The entry's JSON and the files ``wanted`` (all: None), from one version.
+
+    A writer replacing the entry renames its folder aside and the new one
+    in: a read can meet the old JSON and the new files, or no folder at all.
+    Both look like damage, so the read starts again while ``entry.json``
+    keeps changing under it; damage that stays is reported.
+    """
+    where = f"zoo entry {name!r} ({folder})"
+    missing = 0
+    for attempt in range(_READ_ATTEMPTS):
+        raw = None
+        try:
+            raw, doc = _read_json(folder, where)
+            doc = _check_doc(doc, where)
+            names = doc["files"] if wanted is None else wanted
+            data = {
+                fname: _read_verified(folder, fname, doc["files"].get(fname), where)
+                for fname in names
+            }
+            return doc, data
+        except _Changed as exc:
+            try:
+                now = read_regular_file(folder, ENTRY_JSON, MAX_JSON_BYTES)
+            except (OSError, ValueError):
+                now = None
+            # The same JSON as the one read: the files are damaged, not being
+            # replaced. No JSON: between a writer's two renames (brief).
+            missing = missing + 1 if now is None else 0
+            if (
+                attempt == _READ_ATTEMPTS - 1
+                or (now is not None and now == raw)
+                or missing >= 3
+            ):
+                raise ZooEntryError(str(exc)) from None
+            time.sleep(0.002 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _read_entry_doc(folder: Path, name: str) -> dict:
+    """Parse and verify an entry folder's JSON and checksums."""
+    return _read_snapshot(folder, name)[0]
+
+
+def _read_verified(folder: Path, fname: str, digest, where: str) -> bytes:
+    if not isinstance(digest, str):
+        raise ZooEntryError(
+            f"{where} is damaged: entry.json records no checksum of {fname!r}."
+        )
     try:
-        data = path.read_bytes()
+        data = read_regular_file(folder, fname)
     except FileNotFoundError:
-        raise ZooEntryError(
-            f"{where} is damaged: its file {fname!r} is missing."
-        ) from None
+        raise _Changed(f"{where} is damaged: its file {fname!r} is missing.") from None
+    except UnsafeFileError as exc:
+        raise ZooEntryError(f"{where} is damaged: {exc}") from None
     if sha256_bytes(data) != digest:
-        raise ZooEntryError(
+        raise _Changed(
             f"{where} is damaged: the checksum of its file {fname!r} does not match "
             "the one recorded in entry.json (the file was changed or truncated)."
         )
