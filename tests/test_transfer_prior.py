@@ -128,3 +128,74 @@ def test_warm_probe_beats_scratch_probe_at_epoch_one(digits, mnist_entry):
     # Every seed: the transferred body is worth more than a probe on random
     # features, by a margin well above one held-out image (0.25 points).
     assert min(wins) > 0.02, wins
+
+
+@pytest.fixture(scope="module")
+def entry_12(tmp_path_factory, digits):
+    """A zoo entry pretrained on 12x12 images (recorded in its provenance)."""
+    X = _upsample(digits[0].reshape(-1, 8, 8)[:120] / 16.0, (12, 12))
+    zoo = SupernetZoo(tmp_path_factory.mktemp("zoo12") / "zoo")
+    return zoo.pretrain(
+        {"d12": (X, digits[1][:120])},
+        max_epochs=1,
+        init_channels=2,
+        n_cells=1,
+        n_nodes=1,
+        search_space="s2",
+        verbose=0,
+        random_state=0,
+    )[0]
+
+
+class InputShape(Callback):
+    seen: list = []
+
+    def on_batch_begin(self, net, batch=None, **kwargs):
+        self.seen.append(tuple(batch[0].shape[1:]))
+
+
+def test_image_size_prior_resamples_to_the_entrys_size(entry_12, digits):
+    X = _upsample(digits[0].reshape(-1, 8, 8)[:160] / 16.0, (28, 28))
+    y = digits[1][:160]
+    InputShape.seen.clear()
+    clf = SupernetSearchClassifier(
+        **TINY, warm_start=entry_12, callbacks=[("shape", InputShape())]
+    ).fit(X, y)
+    assert clf.input_size_ == (12, 12)
+    assert clf.image_shape_ == (1, 28, 28)  # what predict-time inputs must be
+    assert set(InputShape.seen) == {(1, 12, 12)}
+    # Predictions resample the same way: equal to predicting pre-resized data
+    # through an estimator that sees 12x12 natively.
+    proba = clf.predict_proba(X[:20])
+    module = clf._predicting_net().module_.eval()
+    small = _upsample(X[:20], (12, 12))
+    small = (small[:, None] - clf.pixel_mean_[None, :, None, None]) / (
+        clf.pixel_std_[None, :, None, None]
+    )
+    with torch.no_grad():
+        direct = torch.softmax(module(torch.from_numpy(small.astype(np.float32))), 1)
+    np.testing.assert_allclose(proba, direct.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_image_size_none_and_explicit(entry_12, digits):
+    X = digits[0].reshape(-1, 8, 8)[:160] / 16.0
+    y = digits[1][:160]
+    native = SupernetSearchClassifier(**TINY, warm_start=entry_12, image_size=None)
+    assert native.fit(X, y).input_size_ is None
+    InputShape.seen.clear()
+    explicit = SupernetSearchClassifier(
+        **TINY, image_size=10, callbacks=[("shape", InputShape())]
+    ).fit(X, y)
+    assert explicit.input_size_ == (10, 10)
+    assert set(InputShape.seen) == {(1, 10, 10)}
+    assert explicit.predict(X[:5]).shape == (5,)
+    # Without a prior, "prior" keeps the inputs' own size.
+    assert SupernetSearchClassifier(**TINY).fit(X, y).input_size_ is None
+
+
+@pytest.mark.parametrize("bad", ["big", 0, (3,), 2.5])
+def test_image_size_errors_name_the_parameter(bad, digits):
+    X, y = digits[0][:60], digits[1][:60]
+    clf = SupernetSearchClassifier(**TINY, image_shape=(8, 8), image_size=bad)
+    with pytest.raises((TypeError, ValueError), match="image_size"):
+        clf.fit(X, y)

@@ -85,11 +85,13 @@ from .arrays import (
     is_path_input,
     parse_image_size,
     pixel_divisor,
+    resize_images,
     to_host,
 )
 from .datasets import (
     STATS_SAMPLE,
     DatasetImages,
+    ResizedImages,
     StandardisedDataset,
     check_dataset,
     dataset_labels,
@@ -113,6 +115,7 @@ __all__ = [
     "STATS_SAMPLE",
     "DatasetImages",
     "ImageFolderDataset",
+    "ResizedImages",
     "StandardisedDataset",
     "as_images",
     "channel_stats",
@@ -127,5 +130,6 @@ __all__ = [
     "parse_image_size",
     "pixel_divisor",
     "read_image_files",
+    "resize_images",
     "to_host",
 ]

@@ -400,3 +400,41 @@ def parse_image_size(image_size, name: str = "image_size") -> tuple[int, int] | 
         )
     check_image_size((1, *size), name=name)
     return (int(size[0]), int(size[1]))
+
+
+def resize_images(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resample ``(n, c, h, w)`` images to ``size`` = (height, width).
+
+    Antialiased bilinear interpolation (``torch.nn.functional.interpolate``),
+    in chunks so a large array is not doubled in memory at once; images
+    already of that size come back unchanged.
+
+    Parameters
+    ----------
+    images : ndarray of shape (n, c, h, w)
+    size : (int, int)
+
+    Returns
+    -------
+    ndarray of float32, shape (n, c, *size)
+
+    Examples
+    --------
+    >>> resize_images(np.ones((2, 1, 8, 8), dtype=np.float32), (16, 16)).shape
+    (2, 1, 16, 16)
+    """
+    import torch
+    import torch.nn.functional as F
+
+    size = (int(size[0]), int(size[1]))
+    if tuple(images.shape[2:]) == size:
+        return images
+    out = np.empty((len(images), images.shape[1], *size), dtype=np.float32)
+    for start in range(0, len(images), 1024):
+        chunk = torch.from_numpy(
+            np.ascontiguousarray(images[start : start + 1024], dtype=np.float32)
+        )
+        out[start : start + len(chunk)] = F.interpolate(
+            chunk, size=size, mode="bilinear", antialias=True, align_corners=False
+        ).numpy()
+    return out

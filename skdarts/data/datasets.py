@@ -189,3 +189,43 @@ class StandardisedDataset(TorchDataset):
     def __getitem__(self, index):
         x = (self.images.image(index) - self.mean) / self.std
         return torch.from_numpy(np.ascontiguousarray(x)), self.labels[index]
+
+
+class ResizedImages:
+    """A lazy image source (``__len__`` and ``image(i)``) resampled on read.
+
+    Wraps the sources :class:`StandardisedDataset` reads from (image folders
+    read lazily, torch Datasets), so resizing costs no memory up front.
+
+    Parameters
+    ----------
+    images : object with ``__len__``, ``image(i)`` and ``shape`` (c, h, w)
+    size : (int, int)
+        The (height, width) every image is resampled to (antialiased
+        bilinear, as :func:`skdarts.data.resize_images`).
+
+    Examples
+    --------
+    >>> class Ones:
+    ...     shape = (1, 4, 4)
+    ...     def __len__(self):
+    ...         return 3
+    ...     def image(self, i):
+    ...         return np.ones(self.shape, dtype=np.float32)
+    >>> r = ResizedImages(Ones(), (8, 6))
+    >>> len(r), r.shape, r.image(0).shape
+    (3, (1, 8, 6), (1, 8, 6))
+    """
+
+    def __init__(self, images, size):
+        self.images = images
+        self.size = (int(size[0]), int(size[1]))
+        self.shape = (int(images.shape[0]), *self.size)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def image(self, index: int) -> np.ndarray:
+        from .arrays import resize_images
+
+        return resize_images(self.images.image(index)[None], self.size)[0]

@@ -128,7 +128,17 @@ class SupernetSearchClassifier(
         Where a step cannot be captured, a warning says why and the search
         runs eagerly. Unmeasured on a GPU so far (see ``benchmarks/``).
     image_shape : tuple of int, optional
-        ``(h, w)`` or ``(c, h, w)`` of flat input rows.
+        ``(h, w)`` or ``(c, h, w)`` of flat input rows (how flat rows are
+        reshaped into images; nothing is resampled).
+    image_size : "prior", None, int or (int, int), default="prior"
+        A **resize target**: the size (height, width) the network sees.
+        Inputs are resampled to it (antialiased bilinear) at ``fit`` and at
+        prediction alike. ``"prior"``: when the search is warm-started from
+        a zoo entry (or a saved supernet, or a fitted estimator) that records
+        the size it was trained at, that size (the shipped zoo: 16x16), so a
+        28x28 or 32x32 target meets the prior's features at the scale they
+        were learnt; otherwise the inputs' own size. ``None``: always the
+        inputs' own size. An int ``n`` means ``(n, n)``.
     num_workers : int, default=0
         DataLoader worker processes reading the batches (0: in the main
         process); useful when images are decoded from files lazily. Workers
@@ -227,9 +237,13 @@ class SupernetSearchClassifier(
         ``X.shape[1]`` of array input (absent after a fit on files or a
         torch Dataset).
     image_shape_ : tuple of int
-        ``(c, h, w)`` of the images the network sees.
+        ``(c, h, w)`` of the input images as given at ``fit`` (before any
+        ``image_size`` resampling); predict-time arrays must match it.
     image_size_ : tuple of int
-        ``(h, w)`` image files are resized to at prediction.
+        ``(h, w)`` image files are read at at prediction (the fit's).
+    input_size_ : tuple of int or None
+        ``(h, w)`` every input is resampled to before the network (from
+        ``image_size``); None when the network sees the inputs' own size.
     color_ : {"grey", "rgb"} or None
         How image files are read at prediction (from the channel count seen
         at ``fit``; None when it is neither 1 nor 3).
@@ -296,6 +310,7 @@ class SupernetSearchClassifier(
         "checkpointing": ["boolean"],
         "cuda_graphs": ["boolean"],
         "image_shape": [tuple, list, None],
+        "image_size": [StrOptions({"prior"}), numbers.Integral, tuple, list, None],
         "num_workers": [Interval(numbers.Integral, 0, None, closed="left")],
         "warm_start": ["boolean", StrOptions({"auto"}), object],
         "warm_lr": [Interval(numbers.Real, 0, None, closed="neither"), None],
@@ -334,6 +349,7 @@ class SupernetSearchClassifier(
         checkpointing: bool = _DEFAULTS.checkpointing,
         cuda_graphs: bool = _DEFAULTS.cuda_graphs,
         image_shape: tuple | None = None,
+        image_size: Any = "prior",
         num_workers: int = 0,
         warm_start: Any = "auto",
         warm_lr: float | None = None,
@@ -369,6 +385,7 @@ class SupernetSearchClassifier(
         self.checkpointing = checkpointing
         self.cuda_graphs = cuda_graphs
         self.image_shape = image_shape
+        self.image_size = image_size
         self.num_workers = num_workers
         self.warm_start = warm_start
         self.warm_lr = warm_lr
@@ -411,6 +428,7 @@ class SupernetSearchClassifier(
         check_warm_start(self.warm_start)
         warm_module = getattr(self, "net_", None)  # unfitted: none
         warm_module = warm_module.module_ if warm_module is not None else None
+        self.input_size_ = self._network_input_size(handed_prior)
         images, labels = self._images(X, reset=True, y=y)
         y_enc = self._encoded_labels(y, labels, len(images))
         if self.accelerator is None:

@@ -17,6 +17,7 @@ from .. import data as _data
 from ..data import (
     DatasetImages,
     ImageFolderDataset,
+    ResizedImages,
     StandardisedDataset,
     as_images,
     channel_stats,
@@ -24,10 +25,13 @@ from ..data import (
     dataset_labels,
     dataset_stats,
     is_path_input,
+    parse_image_size,
     pixel_divisor,
     read_image_files,
+    resize_images,
     to_host,
 )
+from ._prior import recorded_input_size
 
 __all__ = ["ImageInputs"]
 
@@ -110,6 +114,26 @@ class ImageInputs:
             "channel(s), channels first or last."
         )
 
+    def _network_input_size(self, handed_prior=None) -> tuple[int, int] | None:
+        """The ``(h, w)`` the network will see, from ``image_size`` (or None)."""
+        if not (isinstance(self.image_size, str) and self.image_size == "prior"):
+            return parse_image_size(self.image_size, name="image_size")
+        warm = self.warm_start
+        if warm is True:  # continuing this estimator's own fit: its size
+            return getattr(self, "input_size_", None)
+        if isinstance(warm, str) and warm == "auto":
+            warm = handed_prior
+        return recorded_input_size(warm)
+
+    def _resized(self, images, source):
+        """``images`` (array) or ``source`` (lazy) resampled to ``input_size_``."""
+        size = getattr(self, "input_size_", None)  # absent in older pickles
+        if size is None:
+            return images, source
+        if images is not None:
+            return resize_images(images, size), None
+        return images, ResizedImages(source, size)
+
     def _images(self, X, reset: bool, y=None):
         """Validate X and return standardised images with any labels X carries.
 
@@ -187,6 +211,8 @@ class ImageInputs:
                 # Pickles from before input_scale_ keep their per-batch rule.
                 scale=getattr(self, "input_scale_", None),
             )
+        input_hw = tuple(images.shape[2:] if images is not None else source.shape[1:])
+        images, source = self._resized(images, source)
         if reset:
             if not from_arrays:
                 # n_features_in_ describes arrays (sklearn's X.shape[1]); a fit on
@@ -194,6 +220,10 @@ class ImageInputs:
                 for name in ("n_features_in_", "feature_names_in_", "input_scale_"):
                     self.__dict__.pop(name, None)
             shape = images.shape[1:] if images is not None else source.shape
+            if self.input_size_ is not None:
+                # The inputs' own size (before resampling): what predict-time
+                # arrays and files are checked against and read at.
+                shape = (shape[0], *input_hw)
             self.image_shape_ = tuple(int(s) for s in shape)
             self.image_size_ = self.image_shape_[1:]
             self.color_ = {1: "grey", 3: "rgb"}.get(self.image_shape_[0])

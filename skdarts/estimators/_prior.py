@@ -35,6 +35,7 @@ __all__ = [
     "SIZE_KEYS",
     "adapt_stem",
     "check_warm_start",
+    "recorded_input_size",
     "resolve_prior",
     "transfer_weights",
 ]
@@ -255,3 +256,47 @@ def resolve_prior(prior, fresh: Supernet) -> tuple[Supernet, dict]:
     source["config"] = module.config()
     source["stem_adapted"] = [p_in, t_in] if p_in != t_in else None
     return result, source
+
+
+def _entry_size(provenance: dict) -> tuple[int, int] | None:
+    common = (provenance.get("common_input") or {}).get("image_size")
+    if common and len(common) == 2:
+        return int(common[0]), int(common[1])
+    for info in (provenance.get("sources") or {}).values():
+        shape = info.get("trained_shape") if isinstance(info, dict) else None
+        if shape and len(shape) == 3:
+            return int(shape[1]), int(shape[2])
+    return None
+
+
+def recorded_input_size(prior) -> tuple[int, int] | None:
+    """The ``(height, width)`` a warm-start prior was trained at, if recorded.
+
+    A zoo entry (or its folder) records it in its provenance (a mixture's
+    ``common_input``, else a source's ``trained_shape``); a fitted estimator
+    in ``input_size_`` (else the size of the images it was fitted on). A bare
+    :class:`~skdarts.supernet.Supernet`, ``False``/``True`` and anything
+    unrecorded give None: the target keeps its own size.
+
+    Examples
+    --------
+    >>> recorded_input_size(None) is None, recorded_input_size(False) is None
+    (True, True)
+    """
+    if prior is None or isinstance(prior, bool):
+        return None
+    if isinstance(prior, ZooEntry):
+        return _entry_size(prior.provenance)
+    if isinstance(prior, (str, os.PathLike)):
+        try:
+            return _entry_size(ZooEntry.from_path(Path(prior)).provenance)
+        except Exception:
+            # An unreadable path fails later, in resolve_prior, with its own
+            # clear error; here it only means "no recorded size".
+            return None
+    if _is_fitted_search_estimator(prior):
+        size = getattr(prior, "input_size_", None) or getattr(
+            prior, "image_size_", None
+        )
+        return tuple(int(v) for v in size) if size else None
+    return None
