@@ -17,11 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.metrics import accuracy_score
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._device import resolve_device, rng_devices
+from ..data import ImageFolderDataset
 from ..search import SearchConfig, stratified_split
 from ._handoff import split_handoff
 from ._inputs import ImageInputs
@@ -469,6 +471,7 @@ class SupernetSearchClassifier(
         ndarray of shape (n_samples, n_classes)
         """
         check_is_fitted(self)
+        X, _ = split_handoff(X)  # in a pipeline, after an OTSourceSelector
         images, _ = self._images(X, reset=False)
         net = self._predicting_net()
         net.module_.eval()
@@ -492,6 +495,38 @@ class SupernetSearchClassifier(
         """
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
+
+    def score(self, X, y=None, sample_weight=None) -> float:
+        """Mean accuracy on ``(X, y)``, or on a labelled image folder.
+
+        Parameters
+        ----------
+        X : array-like of images, path, list of paths or torch Dataset
+            As in :meth:`predict`. A folder with one sub-folder per class may
+            be given without ``y``: the sub-folder names are the true labels
+            (as in ``fit(folder)``; files directly in the folder are ignored).
+        y : array-like of shape (n,), optional
+            True labels; required unless ``X`` is such a folder.
+        sample_weight : array-like of shape (n,), optional
+
+        Returns
+        -------
+        float
+        """
+        X, _ = split_handoff(X)
+        if y is None:
+            if not (isinstance(X, (str, os.PathLike)) and os.path.isdir(X)):
+                raise ValueError(
+                    "y is None, but X is not a folder with one sub-folder per class "
+                    f"(got X of type {type(X).__name__}); pass the true labels as y."
+                )
+            check_is_fitted(self)
+            size, color = self._file_reading()
+            folder = ImageFolderDataset(
+                X, image_size=size, color=color, verbose=0, _name="X"
+            )
+            X, y = folder.paths, np.asarray(folder.classes)[folder.targets]
+        return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "net_") and hasattr(self, "classes_")

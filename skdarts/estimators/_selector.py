@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import os
 import warnings
 from typing import Any
 
@@ -11,6 +12,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
+from torch.utils.data import Dataset as TorchDataset
 from tqdm.auto import tqdm
 
 from ..data import to_host
@@ -21,7 +23,8 @@ from ..similarity import (
     compute_signature,
     rank_sources,
 )
-from ._handoff import with_prior
+from ._handoff import split_handoff, with_prior
+from ._signature_inputs import is_file_or_dataset_input, read_signature_images
 
 __all__ = ["OTSourceSelector"]
 
@@ -202,22 +205,41 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of images
-            Any layout :func:`skdarts.data.as_images` accepts.
+        X : array-like of images, path, list of paths or torch Dataset
+            Everything :class:`~skdarts.SupernetSearchClassifier` accepts:
+            arrays in any layout :func:`skdarts.data.as_images` accepts, a
+            folder with one sub-folder per class, a list of image files, or a
+            torch Dataset of ``(image, label)`` items. Files and Datasets are
+            decoded for the signature (at most
+            :data:`~skdarts.estimators._signature_inputs.MAX_SIGNATURE_IMAGES`
+            of them, drawn uniformly).
         y : array-like of shape (n,)
-            Class labels; required by ``method="otdd"``.
+            Class labels; required by ``method="otdd"``, except for a folder
+            (its sub-folder names) or a torch Dataset (its labels).
 
         Returns
         -------
         self
         """
-        if y is None and self.method == "otdd":
+        X, _ = split_handoff(X)
+        labelled = isinstance(X, TorchDataset) or (
+            isinstance(X, (str, os.PathLike)) and os.path.isdir(X)
+        )
+        if y is None and self.method == "otdd" and not labelled:
             raise ValueError(
                 "OTSourceSelector requires y to be passed, but the target y is None: "
                 "method='otdd' compares labelled datasets (use method='wasserstein', "
-                "'sliced' or 'gaussian' for unlabelled data)."
+                "'sliced' or 'gaussian' for unlabelled data; or pass a folder with "
+                "one sub-folder per class, or a torch Dataset of (image, label))."
             )
-        Xv = validate_data(self, to_host(X), reset=True, allow_nd=True, dtype=None)
+        rng = check_random_state(self.random_state)
+        if is_file_or_dataset_input(X):
+            # What the classifier accepts must pass through a pipeline's selector.
+            Xv, y = read_signature_images(X, y, rng, verbose=self.verbose)
+            for name in ("n_features_in_", "feature_names_in_"):
+                self.__dict__.pop(name, None)
+        else:
+            Xv = validate_data(self, to_host(X), reset=True, allow_nd=True, dtype=None)
         if y is not None:
             y = np.asarray(to_host(y))
             if y.ndim == 2 and y.shape[1] == 1:
@@ -227,7 +249,6 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
                     f"y must be 1-d with one label per sample ({len(Xv)}); got "
                     f"shape {y.shape}."
                 )
-        rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         self.target_signature_ = compute_signature(
             Xv, y, image_shape=self.image_shape, random_state=seed
@@ -263,15 +284,21 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of images
+        X : array-like of images, path, list of paths or torch Dataset
 
         Returns
         -------
-        HandoffArray
-            The validated ``X`` (same values, same dtype) with ``.prior`` set
-            to ``prior_``; an ordinary ndarray to every other consumer.
+        HandoffArray or HandoffData
+            For arrays, the validated ``X`` (same values, same dtype) with
+            ``.prior`` set to ``prior_``: an ordinary ndarray to every other
+            consumer. Paths and Datasets come back unread in a
+            :class:`~skdarts.estimators._handoff.HandoffData` (``.data``,
+            ``.prior``), which the classifier unwraps.
         """
         check_is_fitted(self)
+        X, _ = split_handoff(X)
+        if is_file_or_dataset_input(X):
+            return with_prior(X, self.prior_)  # read by the next step, not here
         Xv = validate_data(self, to_host(X), reset=False, allow_nd=True, dtype=None)
         return with_prior(Xv, self.prior_)
 
