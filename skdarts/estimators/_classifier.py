@@ -30,6 +30,7 @@ from ._inputs import ImageInputs
 from ._persistence import Persistence
 from ._prior import check_warm_start
 from ._resume import ResumableSearch
+from ._small_data import warn_small_classes
 from ._training import SearchTraining, _FinalNet, _shared_rng  # noqa: F401
 
 __all__ = ["SupernetSearchClassifier"]
@@ -189,7 +190,11 @@ class SupernetSearchClassifier(
     random_state : int, RandomState instance or None, default=None
         Seeds the split, initialisation and batches: a CPU run is repeatable.
     verbose : int, default=1
-        0 is silent; 1 prints one line per epoch; 2 adds per-batch progress bars.
+        0 is silent; 1 prints a line naming each phase ("search from
+        scratch", "warm search from <entry>", "final training of the derived
+        network") above its table of one line per epoch, and a per-batch
+        progress bar (on stderr) in epochs of at least 5 batches once they
+        have run 2 seconds; 2 shows the progress bar in every epoch.
     accelerator : accelerate.Accelerator, optional
         Run the search (and the final training) through Hugging Face
         Accelerate: one search data-parallel over several GPUs, nodes or CPU
@@ -202,6 +207,11 @@ class SupernetSearchClassifier(
 
     Notes
     -----
+    **Small data.** A class with too few images for the weight/architecture
+    split (fewer than 20 at ``arch_split=0.5``) raises a
+    :class:`~skdarts.estimators.SmallDataWarning` saying what to try: a search
+    that small tends to stay near chance accuracy.
+
     **Interruption.** A ``KeyboardInterrupt`` (Ctrl-C) during the search stops
     it but leaves a usable estimator: the genotype is derived from the alphas
     as they stood, the final training is skipped (predictions come from the
@@ -245,8 +255,17 @@ class SupernetSearchClassifier(
     genotype_ : Genotype
         The architecture found.
     history_ : list of dict
-        One entry per epoch: phase, losses, accuracies, duration, learning
-        rate, smoothing radius and the genotype.
+        One entry per epoch of **both** phases, in order: the ``max_epochs``
+        search epochs (``"phase": "search"``: losses, accuracies, duration,
+        learning rate, smoothing radius, genotype), then the
+        ``final_epochs`` of the derived network's training (``"phase":
+        "final"``: training loss, duration; ``epoch`` continues the count).
+        ``search_history_`` and ``final_history_`` hold each phase alone.
+    search_history_ : list of dict
+        The search's rows of ``history_``.
+    final_history_ : list of dict
+        The final training's rows of ``history_`` (empty when
+        ``final_epochs=0`` or the search was interrupted).
     device_ : str
     source_ : dict or None
         What the search started from (None: from scratch).
@@ -410,6 +429,7 @@ class SupernetSearchClassifier(
         warm_module = warm_module.module_ if warm_module is not None else None
         images, labels = self._images(X, reset=True, y=y)
         y_enc = self._encoded_labels(y, labels, len(images))
+        warn_small_classes(y_enc, self.classes_, self.arch_split, stacklevel=4)
         if self.accelerator is None:
             self.device_ = resolve_device(self.device)
         else:
@@ -449,6 +469,8 @@ class SupernetSearchClassifier(
         finally:
             self._warm_module = None
         self.history_ = self._collect_history()
+        self.search_history_ = [r for r in self.history_ if r["phase"] == "search"]
+        self.final_history_ = [r for r in self.history_ if r["phase"] == "final"]
         return self
 
     # -- prediction -------------------------------------------------------------
