@@ -13,7 +13,6 @@ from PIL import Image
 
 import skdarts.data as data_mod
 from skdarts import ImageFolderDataset, SupernetSearchClassifier, load_image_folder
-from skdarts.estimators import SmallDataWarning
 from skdarts.data import (
     DatasetImages,
     StandardisedDataset,
@@ -21,6 +20,7 @@ from skdarts.data import (
     dataset_stats,
     read_image_files,
 )
+from skdarts.estimators import SmallDataWarning
 
 TINY = tiny()
 

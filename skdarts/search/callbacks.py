@@ -204,9 +204,7 @@ class StablePrintLog(PrintLog):
                 for k, c in zip(self.columns_, cycle(palette))
             ]
             # Room for wider values later (losses above 10, long durations).
-            self.widths_ = [
-                max(len(h), len(v), 6) + 2 for h, v in zip(heads, first)
-            ]
+            self.widths_ = [max(len(h), len(v), 6) + 2 for h, v in zip(heads, first)]
             self._sink(
                 "  ".join(h.rjust(w) for h, w in zip(heads, self.widths_)),
                 net.verbose,
