@@ -60,7 +60,11 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
     stage 1 (``benchmarks/selection.py`` measures how often this finds the
     exact top-1 over all entries). An entry pretrained on several sources is as
     near as its nearest source (the minimum over its sources): it has seen
-    that source's data, which is what transfers.
+    that source's data, which is what transfers. Such an entry therefore ties
+    with that source's own entry; ties are broken deterministically in favour
+    of the entry with more sources (the multi-dataset supernet, the
+    recommended prior), then by name. ``source_distances_`` shows which
+    source gave each entry its distance.
 
     Parameters
     ----------
@@ -301,6 +305,50 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
             return with_prior(X, self.prior_)  # read by the next step, not here
         Xv = validate_data(self, to_host(X), reset=False, allow_nd=True, dtype=None)
         return with_prior(Xv, self.prior_)
+
+    def distance_note(self, name: str) -> str:
+        """Where entry ``name``'s distance comes from, for printing beside it.
+
+        An entry of several sources is as near as its nearest source: the
+        note names that source (and says when another entry ties with it);
+        a single-source entry gets an empty note.
+
+        Parameters
+        ----------
+        name : str
+            An entry of ``ranking_``.
+
+        Returns
+        -------
+        str
+
+        Examples
+        --------
+        >>> sel = OTSourceSelector(zoo=None)
+        >>> sel.ranking_, sel.distances_ = ["multi", "a"], np.array([1.0, 1.0])
+        >>> sel.source_distances_ = {"multi": {"a": 1.0, "b": 2.0}, "a": {"a": 1.0}}
+        >>> sel.distance_note("multi")
+        'multi-source: its nearest source a; ties go to the entry with more sources'
+        >>> sel.distance_note("a")
+        ''
+        """
+        check_is_fitted(self, "ranking_")
+        if name not in self.ranking_:
+            raise ValueError(
+                f"name must be an entry of ranking_ ({self.ranking_}); got {name!r}."
+            )
+        per_source = self.source_distances_.get(name, {})
+        if len(per_source) < 2:
+            return ""
+        nearest = min(per_source, key=per_source.get)
+        note = f"multi-source: its nearest source {nearest}"
+        mine = self.distances_[self.ranking_.index(name)]
+        if any(
+            other != name and d == mine
+            for other, d in zip(self.ranking_, self.distances_)
+        ):
+            note += "; ties go to the entry with more sources"
+        return note
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "prior_")
