@@ -41,13 +41,15 @@ def warn_small_classes(
     counts = np.bincount(y_enc, minlength=len(classes))
     smallest = int(np.argmin(counts))
     n = int(counts[smallest])
-    part = min(arch_split, 1 - arch_split)
-    if n * part >= MIN_IMAGES_PER_SPLIT:
+    n_a = int(n * arch_split)
+    n_w = n - n_a
+    if min(n_w, n_a) >= MIN_IMAGES_PER_SPLIT:
         return False
-    need = int(np.ceil(MIN_IMAGES_PER_SPLIT / part))
-    n_w, n_a = round(n * (1 - arch_split)), round(n * arch_split)
+    need = int(np.ceil(MIN_IMAGES_PER_SPLIT / min(arch_split, 1 - arch_split)))
+    name = classes[smallest]
+    name = name.item() if isinstance(name, np.generic) else name  # plain repr
     warnings.warn(
-        f"only {n} images of class {classes[smallest]!r} (the smallest of "
+        f"only {n} images of class {name!r} (the smallest of "
         f"{len(classes)} classes): the search splits them into about {n_w} for the "
         f"weights and {n_a} for the architecture, too few to learn from, so "
         f"accuracy may stay near chance (1/{len(classes)}). Try: more images (at "
