@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ._signature_inputs import is_file_or_dataset_input
+
 __all__ = ["HandoffArray", "HandoffData", "split_handoff", "with_prior"]
 
 
@@ -77,12 +79,12 @@ class HandoffData:
 def with_prior(X, prior: Any) -> HandoffArray | HandoffData:
     """``X`` (unchanged values, no copy where possible) carrying ``prior``.
 
-    Arrays become a :class:`HandoffArray`; anything else (a path, a list of
-    paths, a torch Dataset) is wrapped, unread, in a :class:`HandoffData`.
+    A path, a list of paths or a torch Dataset is wrapped, unread, in a
+    :class:`HandoffData`; anything else becomes a :class:`HandoffArray`.
     """
-    if isinstance(X, np.ndarray):
-        return HandoffArray(X, prior)
-    return HandoffData(X, prior)
+    if is_file_or_dataset_input(X):
+        return HandoffData(X, prior)
+    return HandoffArray(X, prior)
 
 
 def split_handoff(X) -> tuple[Any, Any]:
