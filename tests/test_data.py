@@ -20,6 +20,7 @@ from skdarts.data import (
     dataset_stats,
     read_image_files,
 )
+from skdarts.estimators import SmallDataWarning
 
 TINY = tiny()
 
@@ -63,7 +64,7 @@ def test_formats_modes_and_ignored_files(mixed_folder):
     root, grey, rgb = mixed_folder
     X, y, names = load_image_folder(root, verbose=0)
     assert names.tolist() == ["a", "b"]
-    assert y.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]  # 8 images, junk ignored
+    assert y.tolist() == list("aaaabbbb")  # 8 images, junk ignored; y: names
     assert X.shape == (8, 3, 6, 6) and X.dtype == np.float32
     ds = ImageFolderDataset(root, verbose=0)
     files = [p.replace(str(root), "").replace("\\", "/") for p in ds.paths]
@@ -174,7 +175,7 @@ def test_corrupt_and_truncated_files_raise_or_skip(tmp_path):
     assert len(skip_warnings) == 1
     message = str(skip_warnings[0].message)
     assert "corrupt.png" in message and "truncated.png" in message
-    assert X.shape[0] == 6 and y.tolist() == [0, 0, 0, 1, 1, 1]
+    assert X.shape[0] == 6 and y.tolist() == list("aaabbb")
     # Lazily, a file damaged past its header fails when read, naming it.
     (tmp_path / "a" / "corrupt.png").unlink()
     (tmp_path / "b" / "truncated.png").unlink()
@@ -216,7 +217,7 @@ def test_lazy_dataset_matches_arrays_and_loader_workers(tmp_path):
     _two_class_folder(tmp_path, n=4)
     X, y, _ = load_image_folder(tmp_path, verbose=0)
     ds = ImageFolderDataset(tmp_path, verbose=0)
-    assert len(ds) == 8 and ds.targets.tolist() == y.tolist()
+    assert len(ds) == 8 and np.asarray(ds.classes)[ds.targets].tolist() == y.tolist()
     loader = torch.utils.data.DataLoader(ds, batch_size=3, num_workers=2)
     got = torch.cat([xb for xb, _ in loader]).numpy()
     np.testing.assert_array_equal(got, X)
@@ -408,6 +409,7 @@ def test_large_folder_warns_nothing_and_indexes_lazily(tmp_path, monkeypatch):
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        warnings.simplefilter("ignore", SmallDataWarning)  # 5 images a class
         clf = SupernetSearchClassifier(**TINY).fit(tmp_path)
     assert calls == []
     assert clf.predict(tmp_path).shape == (10,)

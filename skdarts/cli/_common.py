@@ -71,9 +71,8 @@ def _load_data(spec: str, image_size=None) -> tuple[np.ndarray, np.ndarray, Any]
                 "this installation lacks; upgrade skdarts."
             )
         kwargs = {} if image_size is None else {"image_size": image_size}
-        X, y, class_names = loader(path, **kwargs)
-        # labels as the class folders' names, so predictions read naturally
-        return X, np.asarray(class_names)[y], None
+        X, y, _ = loader(path, **kwargs)  # y: the class folders' names
+        return X, y, None
     raise CommandError(
         f"{spec!r} is neither an image folder nor a .npz file; give an image folder "
         "(one sub-folder per class), a .npz with 'X' and 'y', or 'sklearn:digits'."

@@ -49,6 +49,7 @@ def _search(args) -> int:
         )
     else:
         Xtr, Xte, ytr, yte = X, None, y, None
+    _warn_small_holdout(yte)
     clf = SupernetSearchClassifier(
         image_shape=shape,
         max_epochs=args.epochs,
@@ -86,6 +87,29 @@ def _search(args) -> int:
     print(f"fit seconds: {seconds:.1f}")
     print(f"saved: {output} (joblib.load it, then .predict)")
     return 0
+
+
+#: Holdout images of a class below which its accuracy is called rough.
+MIN_HOLDOUT_PER_CLASS = 5
+
+
+def _warn_small_holdout(yte) -> None:
+    """Say on stderr when the holdout is too small to trust its accuracy."""
+    import sys
+
+    if yte is None:
+        return
+    names, counts = np.unique(yte, return_counts=True)
+    if counts.min() >= MIN_HOLDOUT_PER_CLASS:
+        return
+    print(
+        f"warning: the holdout has only {counts.min()} image(s) of class "
+        f"{names[counts.argmin()]!r} ({len(yte)} in all): its accuracy is a rough "
+        "estimate. With more images per class the estimate (and the search) "
+        "improves; --test-size sets the holdout's share.",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _describe_source(source) -> str:

@@ -159,6 +159,8 @@ def _zoo_select(args) -> int:
         exact = np.isfinite(dist)
         value = dist if exact else (proxy[i] if proxy is not None else float("nan"))
         note = "" if exact else "  (stage-1 bound)"
+        if exact and hasattr(sel, "distance_note") and sel.distance_note(name):
+            note = f"  ({sel.distance_note(name)})"
         print(f"  {i + 1:>3}. {name:<24} {value:.4f}{note}")
     print(f"selected={','.join(sel.selected_)}")
     return 0

@@ -439,8 +439,12 @@ def load_image_folder(
     -------
     X : ndarray of float32, shape (n, c, h, w)
         Pixels in [0, 1] (16-bit images keep their precision).
-    y : ndarray of int64, shape (n,)
-        Class index of each image, into ``class_names``.
+    y : ndarray of str, shape (n,)
+        The class of each image: its sub-folder's name, the labels
+        ``SupernetSearchClassifier.fit(path)`` learns as ``classes_``, so
+        ``clf.score(X, y)`` works on a folder-fitted model (as does
+        ``clf.score(path)``). ``np.searchsorted(class_names, y)`` gives class
+        indices.
     class_names : ndarray of str
         The sub-folder names, sorted.
 
@@ -455,7 +459,7 @@ def load_image_folder(
     ...         Image.new("RGB", (4, 4), colour).save(root / c / f"{i}.png")
     >>> X, y, names = load_image_folder(root, verbose=0)
     >>> X.shape, y.tolist(), names.tolist()
-    ((4, 3, 4, 4), [0, 0, 1, 1], ['blue', 'red'])
+    ((4, 3, 4, 4), ['blue', 'blue', 'red', 'red'], ['blue', 'red'])
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -479,4 +483,5 @@ def load_image_folder(
     if not images:
         raise ValueError(f"path: none of the image files under {path!r} is readable.")
     X = np.stack(images).astype(np.float32, copy=False)
-    return X, ds.targets[keep], np.asarray(ds.classes)
+    class_names = np.asarray(ds.classes)
+    return X, class_names[ds.targets[keep]], class_names

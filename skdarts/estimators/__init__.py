@@ -2,5 +2,6 @@
 
 from ._classifier import SupernetSearchClassifier
 from ._selector import OTSourceSelector
+from ._small_data import SmallDataWarning
 
-__all__ = ["OTSourceSelector", "SupernetSearchClassifier"]
+__all__ = ["OTSourceSelector", "SmallDataWarning", "SupernetSearchClassifier"]

@@ -17,17 +17,20 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.metrics import accuracy_score
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._device import resolve_device, rng_devices
+from ..data import ImageFolderDataset
 from ..search import SearchConfig, stratified_split
 from ._handoff import split_handoff
 from ._inputs import ImageInputs
 from ._persistence import Persistence
 from ._prior import check_warm_start
 from ._resume import ResumableSearch
+from ._small_data import warn_small_classes
 from ._training import SearchTraining, _FinalNet, _shared_rng  # noqa: F401
 
 __all__ = ["SupernetSearchClassifier"]
@@ -197,7 +200,11 @@ class SupernetSearchClassifier(
     random_state : int, RandomState instance or None, default=None
         Seeds the split, initialisation and batches: a CPU run is repeatable.
     verbose : int, default=1
-        0 is silent; 1 prints one line per epoch; 2 adds per-batch progress bars.
+        0 is silent; 1 prints a line naming each phase ("search from
+        scratch", "warm search from <entry>", "final training of the derived
+        network") above its table of one line per epoch, and a per-batch
+        progress bar (on stderr) in epochs of at least 5 batches once they
+        have run 2 seconds; 2 shows the progress bar in every epoch.
     accelerator : accelerate.Accelerator, optional
         Run the search (and the final training) through Hugging Face
         Accelerate: one search data-parallel over several GPUs, nodes or CPU
@@ -210,6 +217,11 @@ class SupernetSearchClassifier(
 
     Notes
     -----
+    **Small data.** A class with too few images for the weight/architecture
+    split (fewer than 20 at ``arch_split=0.5``) raises a
+    :class:`~skdarts.estimators.SmallDataWarning` saying what to try: a search
+    that small tends to stay near chance accuracy.
+
     **Interruption.** A ``KeyboardInterrupt`` (Ctrl-C) during the search stops
     it but leaves a usable estimator: the genotype is derived from the alphas
     as they stood, the final training is skipped (predictions come from the
@@ -262,8 +274,17 @@ class SupernetSearchClassifier(
     genotype_ : Genotype
         The architecture found.
     history_ : list of dict
-        One entry per epoch: phase, losses, accuracies, duration, learning
-        rate, smoothing radius and the genotype.
+        One entry per epoch of **both** phases, in order: the ``max_epochs``
+        search epochs (``"phase": "search"``: losses, accuracies, duration,
+        learning rate, smoothing radius, genotype), then the
+        ``final_epochs`` of the derived network's training (``"phase":
+        "final"``: training loss, duration; ``epoch`` continues the count).
+        ``search_history_`` and ``final_history_`` hold each phase alone.
+    search_history_ : list of dict
+        The search's rows of ``history_``.
+    final_history_ : list of dict
+        The final training's rows of ``history_`` (empty when
+        ``final_epochs=0`` or the search was interrupted).
     device_ : str
     source_ : dict or None
         What the search started from (None: from scratch).
@@ -431,6 +452,7 @@ class SupernetSearchClassifier(
         self.input_size_ = self._network_input_size(handed_prior)
         images, labels = self._images(X, reset=True, y=y)
         y_enc = self._encoded_labels(y, labels, len(images))
+        warn_small_classes(y_enc, self.classes_, self.arch_split, stacklevel=4)
         if self.accelerator is None:
             self.device_ = resolve_device(self.device)
         else:
@@ -470,6 +492,8 @@ class SupernetSearchClassifier(
         finally:
             self._warm_module = None
         self.history_ = self._collect_history()
+        self.search_history_ = [r for r in self.history_ if r["phase"] == "search"]
+        self.final_history_ = [r for r in self.history_ if r["phase"] == "final"]
         return self
 
     # -- prediction -------------------------------------------------------------
@@ -492,6 +516,7 @@ class SupernetSearchClassifier(
         ndarray of shape (n_samples, n_classes)
         """
         check_is_fitted(self)
+        X, _ = split_handoff(X)  # in a pipeline, after an OTSourceSelector
         images, _ = self._images(X, reset=False)
         net = self._predicting_net()
         net.module_.eval()
@@ -527,6 +552,38 @@ class SupernetSearchClassifier(
         """
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
+
+    def score(self, X, y=None, sample_weight=None) -> float:
+        """Mean accuracy on ``(X, y)``, or on a labelled image folder.
+
+        Parameters
+        ----------
+        X : array-like of images, path, list of paths or torch Dataset
+            As in :meth:`predict`. A folder with one sub-folder per class may
+            be given without ``y``: the sub-folder names are the true labels
+            (as in ``fit(folder)``; files directly in the folder are ignored).
+        y : array-like of shape (n,), optional
+            True labels; required unless ``X`` is such a folder.
+        sample_weight : array-like of shape (n,), optional
+
+        Returns
+        -------
+        float
+        """
+        X, _ = split_handoff(X)
+        if y is None:
+            if not (isinstance(X, (str, os.PathLike)) and os.path.isdir(X)):
+                raise ValueError(
+                    "y is None, but X is not a folder with one sub-folder per class "
+                    f"(got X of type {type(X).__name__}); pass the true labels as y."
+                )
+            check_is_fitted(self)
+            size, color = self._file_reading()
+            folder = ImageFolderDataset(
+                X, image_size=size, color=color, verbose=0, _name="X"
+            )
+            X, y = folder.paths, np.asarray(folder.classes)[folder.targets]
+        return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "net_") and hasattr(self, "classes_")

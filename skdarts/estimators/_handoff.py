@@ -8,6 +8,9 @@ selected prior in ``.prior``. ``SupernetSearchClassifier.fit`` calls
 prior. Everything else sees an ordinary array: ``np.asarray`` (and so every
 scikit-learn validation) drops the subclass, prediction ignores the prior,
 and the carrier pickles with its prior (joblib, cross-validation workers).
+Inputs that are not arrays (a folder, a list of image files, a torch Dataset)
+travel in a :class:`HandoffData` instead, which the classifier unwraps the
+same way.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["HandoffArray", "split_handoff", "with_prior"]
+from ._signature_inputs import is_file_or_dataset_input
+
+__all__ = ["HandoffArray", "HandoffData", "split_handoff", "with_prior"]
 
 
 class HandoffArray(np.ndarray):
@@ -54,8 +59,31 @@ class HandoffArray(np.ndarray):
         super().__setstate__(array_state)
 
 
-def with_prior(X, prior: Any) -> HandoffArray:
-    """``X`` (unchanged values, no copy where possible) carrying ``prior``."""
+class HandoffData:
+    """Input that is not an array (path, list of paths, Dataset) with a prior.
+
+    Examples
+    --------
+    >>> split_handoff(with_prior("images/", "entry"))
+    ('images/', 'entry')
+    """
+
+    def __init__(self, data: Any, prior: Any = None):
+        self.data = data
+        self.prior = prior
+
+    def __repr__(self) -> str:
+        return f"HandoffData({self.data!r}, prior={self.prior!r})"
+
+
+def with_prior(X, prior: Any) -> HandoffArray | HandoffData:
+    """``X`` (unchanged values, no copy where possible) carrying ``prior``.
+
+    A path, a list of paths or a torch Dataset is wrapped, unread, in a
+    :class:`HandoffData`; anything else becomes a :class:`HandoffArray`.
+    """
+    if is_file_or_dataset_input(X):
+        return HandoffData(X, prior)
     return HandoffArray(X, prior)
 
 
@@ -72,4 +100,6 @@ def split_handoff(X) -> tuple[Any, Any]:
     """
     if isinstance(X, HandoffArray):
         return X.view(np.ndarray), X.prior
+    if isinstance(X, HandoffData):
+        return X.data, X.prior
     return X, None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import os
 import warnings
 from typing import Any
 
@@ -11,6 +12,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
+from torch.utils.data import Dataset as TorchDataset
 from tqdm.auto import tqdm
 
 from ..data import to_host
@@ -21,7 +23,8 @@ from ..similarity import (
     compute_signature,
     rank_sources,
 )
-from ._handoff import with_prior
+from ._handoff import split_handoff, with_prior
+from ._signature_inputs import is_file_or_dataset_input, read_signature_images
 
 __all__ = ["OTSourceSelector"]
 
@@ -57,7 +60,11 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
     stage 1 (``benchmarks/selection.py`` measures how often this finds the
     exact top-1 over all entries). An entry pretrained on several sources is as
     near as its nearest source (the minimum over its sources): it has seen
-    that source's data, which is what transfers.
+    that source's data, which is what transfers. Such an entry therefore ties
+    with that source's own entry; ties are broken deterministically in favour
+    of the entry with more sources (the multi-dataset supernet, the
+    recommended prior), then by name. ``source_distances_`` shows which
+    source gave each entry its distance.
 
     Parameters
     ----------
@@ -197,22 +204,41 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of images
-            Any layout :func:`skdarts.data.as_images` accepts.
+        X : array-like of images, path, list of paths or torch Dataset
+            Everything :class:`~skdarts.SupernetSearchClassifier` accepts:
+            arrays in any layout :func:`skdarts.data.as_images` accepts, a
+            folder with one sub-folder per class, a list of image files, or a
+            torch Dataset of ``(image, label)`` items. Files and Datasets are
+            decoded for the signature (at most
+            :data:`~skdarts.estimators._signature_inputs.MAX_SIGNATURE_IMAGES`
+            of them, drawn uniformly).
         y : array-like of shape (n,)
-            Class labels; required by ``method="otdd"``.
+            Class labels; required by ``method="otdd"``, except for a folder
+            (its sub-folder names) or a torch Dataset (its labels).
 
         Returns
         -------
         self
         """
-        if y is None and self.method == "otdd":
+        X, _ = split_handoff(X)
+        labelled = isinstance(X, TorchDataset) or (
+            isinstance(X, (str, os.PathLike)) and os.path.isdir(X)
+        )
+        if y is None and self.method == "otdd" and not labelled:
             raise ValueError(
                 "OTSourceSelector requires y to be passed, but the target y is None: "
                 "method='otdd' compares labelled datasets (use method='wasserstein', "
-                "'sliced' or 'gaussian' for unlabelled data)."
+                "'sliced' or 'gaussian' for unlabelled data; or pass a folder with "
+                "one sub-folder per class, or a torch Dataset of (image, label))."
             )
-        Xv = validate_data(self, to_host(X), reset=True, allow_nd=True, dtype=None)
+        rng = check_random_state(self.random_state)
+        if is_file_or_dataset_input(X):
+            # What the classifier accepts must pass through a pipeline's selector.
+            Xv, y = read_signature_images(X, y, rng, verbose=self.verbose)
+            for name in ("n_features_in_", "feature_names_in_"):
+                self.__dict__.pop(name, None)
+        else:
+            Xv = validate_data(self, to_host(X), reset=True, allow_nd=True, dtype=None)
         if y is not None:
             y = np.asarray(to_host(y))
             if y.ndim == 2 and y.shape[1] == 1:
@@ -222,7 +248,6 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
                     f"y must be 1-d with one label per sample ({len(Xv)}); got "
                     f"shape {y.shape}."
                 )
-        rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         self.target_signature_ = compute_signature(
             Xv, y, image_shape=self.image_shape, random_state=seed
@@ -310,17 +335,67 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of images
+        X : array-like of images, path, list of paths or torch Dataset
 
         Returns
         -------
-        HandoffArray
-            The validated ``X`` (same values, same dtype) with ``.prior`` set
-            to ``prior_``; an ordinary ndarray to every other consumer.
+        HandoffArray or HandoffData
+            For arrays, the validated ``X`` (same values, same dtype) with
+            ``.prior`` set to ``prior_``: an ordinary ndarray to every other
+            consumer. Paths and Datasets come back unread in a
+            :class:`~skdarts.estimators._handoff.HandoffData` (``.data``,
+            ``.prior``), which the classifier unwraps.
         """
         check_is_fitted(self)
+        X, _ = split_handoff(X)
+        if is_file_or_dataset_input(X):
+            return with_prior(X, self.prior_)  # read by the next step, not here
         Xv = validate_data(self, to_host(X), reset=False, allow_nd=True, dtype=None)
         return with_prior(Xv, self.prior_)
+
+    def distance_note(self, name: str) -> str:
+        """Where entry ``name``'s distance comes from, for printing beside it.
+
+        An entry of several sources is as near as its nearest source: the
+        note names that source (and says when another entry ties with it);
+        a single-source entry gets an empty note.
+
+        Parameters
+        ----------
+        name : str
+            An entry of ``ranking_``.
+
+        Returns
+        -------
+        str
+
+        Examples
+        --------
+        >>> sel = OTSourceSelector(zoo=None)
+        >>> sel.ranking_, sel.distances_ = ["multi", "a"], np.array([1.0, 1.0])
+        >>> sel.source_distances_ = {"multi": {"a": 1.0, "b": 2.0}, "a": {"a": 1.0}}
+        >>> sel.distance_note("multi")
+        'multi-source: its nearest source a; ties go to the entry with more sources'
+        >>> sel.distance_note("a")
+        ''
+        """
+        check_is_fitted(self, "ranking_")
+        if name not in self.ranking_:
+            raise ValueError(
+                f"name must be an entry of ranking_ ({self.ranking_}); got {name!r}."
+            )
+        per_source = self.source_distances_.get(name, {})
+        if len(per_source) < 2:
+            return ""
+        nearest = min(per_source, key=per_source.get)
+        note = f"multi-source: its nearest source {nearest}"
+        mine = self.distances_[self.ranking_.index(name)]
+        if any(
+            other != name and d == mine
+            for other, d in zip(self.ranking_, self.distances_)
+        ):
+            note += "; ties go to the entry with more sources"
+        return note
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "prior_")

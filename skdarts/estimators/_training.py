@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import torch
 from skorch import NeuralNetClassifier
-from skorch.callbacks import EarlyStopping, LRScheduler, PrintLog, ProgressBar
+from skorch.callbacks import EarlyStopping, LRScheduler, ProgressBar
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from torch.optim.lr_scheduler import CosineAnnealingLR
@@ -18,11 +18,13 @@ from ..data import StandardisedDataset
 from ..search import (
     AcceleratedNeuralNetClassifier,
     AcceleratedSearchNet,
+    BatchProgress,
     FiniteGuard,
     GenotypeRecorder,
     HeadProbe,
     SearchConfig,
     SearchNet,
+    StablePrintLog,
     build_search_net,
     portable_getstate,
 )
@@ -115,11 +117,35 @@ class SearchTraining:
         if checkpoint is not None:
             # After the scheduler: the saved state includes this epoch's step.
             cbs.append(("search_checkpoint", checkpoint))
-        if self.verbose >= 2:
-            cbs.append(("progress_bar", ProgressBar()))
+        cbs.extend(self._progress_callbacks())
         for i, cb in enumerate(copy.deepcopy(self.callbacks) or []):
             cbs.append(cb if isinstance(cb, tuple) else (f"user_{i}", cb))
         return cbs
+
+    def _progress_callbacks(self) -> list:
+        """Per-batch progress: always at verbose >= 2, for long epochs at 1."""
+        if self.verbose >= 2:
+            return [("progress_bar", ProgressBar())]
+        if self.verbose >= 1:
+            return [("progress_bar", BatchProgress())]
+        return []
+
+    def _announce(self, phase: str) -> None:
+        """A line naming the phase above its epoch table (verbose >= 1)."""
+        main = self.accelerator is None or self.accelerator.is_main_process
+        if self.verbose >= 1 and main:
+            print(phase, flush=True)
+
+    def _search_phase(self) -> str:
+        source = self.source_
+        if source is None:
+            return "search from scratch"
+        if source.get("name"):
+            return f"warm search from {source['name']}"
+        return {
+            "previous_fit": "warm search from the previous fit",
+            "estimator": f"warm search from a fitted {source.get('estimator')}",
+        }.get(source.get("kind"), "warm search from a supernet")
 
     def _search(self, images, y_enc, w_idx, a_idx, handed_prior, checkpoint, state):
         module = self._initial_module(len(self.classes_), handed_prior)
@@ -138,7 +164,10 @@ class SearchTraining:
             net_class=self._net_class(SearchNet, AcceleratedSearchNet),
             iterator_train__shuffle=True,
             verbose=int(self.verbose >= 1),
-            callbacks__print_log__keys_ignored=["genotype", "arch_weights"],
+            # arch_loss is missing while a warm search holds the alphas still.
+            callbacks__print_log=StablePrintLog(
+                keys_ignored=["genotype", "arch_weights"], columns=["arch_loss"]
+            ),
             **self._net_device_kwargs(),
             **self._loader_params(),
         )
@@ -146,6 +175,8 @@ class SearchTraining:
             self.net_.set_params(**self._warm_search_params())
         Xw, yw = Subset(dataset, w_idx), None
         self.resumed_from_ = 0
+        resumed = "" if state is None else f", resumed at epoch {state['epochs_done']}"
+        self._announce(self._search_phase() + resumed)
         if state is None:
             self.net_.fit(Xw, yw)
         else:
@@ -237,7 +268,7 @@ class SearchTraining:
                     ),
                 ),
                 ("finite_guard", FiniteGuard(phase="final training")),
-                *([("progress_bar", ProgressBar())] if self.verbose >= 2 else []),
+                *self._progress_callbacks(),
             ],
             classes=np.arange(len(self.classes_)),
             verbose=int(self.verbose >= 1),
@@ -245,9 +276,18 @@ class SearchTraining:
             **self._net_device_kwargs(),
         )
         if self.verbose >= 1:
-            net.set_params(callbacks__print_log=PrintLog())
+            net.set_params(callbacks__print_log=StablePrintLog())
+        self._announce("final training of the derived network")
         net.fit(images, y_enc)
         return net
+
+    def _collect_histories(self) -> tuple[list[dict], list[dict]]:
+        """``(search rows, final-training rows)``, each row with its phase."""
+        rows = self._collect_history()
+        return (
+            [r for r in rows if r["phase"] == "search"],
+            [r for r in rows if r["phase"] == "final"],
+        )
 
     def _collect_history(self) -> list[dict]:
         rows = []

@@ -18,7 +18,13 @@ Modules, in reading order:
 """
 
 from .accelerate import AcceleratedNeuralNetClassifier, AcceleratedSearchNet
-from .callbacks import FiniteGuard, GenotypeRecorder, NonFiniteError
+from .callbacks import (
+    BatchProgress,
+    FiniteGuard,
+    GenotypeRecorder,
+    NonFiniteError,
+    StablePrintLog,
+)
 from .checkpoint import SearchCheckpoint
 from .config import SearchConfig, build_search_net, stratified_split
 from .contracts import SearchableSupernet, unwrap_supernet
@@ -29,6 +35,7 @@ from .smoothing import perturb_arch_weights
 __all__ = [
     "AcceleratedNeuralNetClassifier",
     "AcceleratedSearchNet",
+    "BatchProgress",
     "FiniteGuard",
     "GenotypeRecorder",
     "HeadProbe",
@@ -37,6 +44,7 @@ __all__ = [
     "SearchConfig",
     "SearchNet",
     "SearchableSupernet",
+    "StablePrintLog",
     "build_search_net",
     "perturb_arch_weights",
     "portable_getstate",

@@ -175,7 +175,10 @@ def rank_sources(
     (:func:`gaussian_distances`, a lower bound of the feature-only
     Wasserstein distance). An entry's distance is the minimum over its
     sources: a supernet pretrained on several datasets has seen the nearest
-    one's data, and that is what transfers.
+    one's data, and that is what transfers. So such an entry ties with the
+    entry of its nearest source alone; ties (in distance, then in stage-1
+    distance) go to the entry with more sources, then to the first name in
+    sorted order, whatever order ``sources`` lists them in.
 
     Parameters
     ----------
@@ -247,7 +250,12 @@ def rank_sources(
         )
     proxy = np.full(len(entry_names), np.inf)
     np.minimum.at(proxy, owner, per_source)
-    order = np.argsort(proxy, kind="stable")
+    # Ties (a multi-source entry is exactly as near as its nearest source's
+    # own entry): more sources first, then by name, so the order never
+    # depends on the zoo's listing order.
+    n_sources = np.bincount(owner, minlength=len(entry_names))
+    names_rank = np.argsort(np.argsort(np.array(entry_names, dtype=object)))
+    order = np.lexsort((names_rank, -n_sources, proxy))
     if method == "gaussian":
         return Ranking([entry_names[i] for i in order], proxy[order], proxy[order], {})
     n_exact = len(order) if shortlist is None else min(shortlist, len(order))
@@ -263,7 +271,10 @@ def rank_sources(
         )
         source_distances.setdefault(name, {})[src] = d
         exact[index[name]] = min(exact[index[name]], d)
-    head = sorted(order[:n_exact].tolist(), key=lambda i: (exact[i], proxy[i]))
+    head = sorted(
+        order[:n_exact].tolist(),
+        key=lambda i: (exact[i], proxy[i], -n_sources[i], entry_names[i]),
+    )
     ranked = np.array(head + order[n_exact:].tolist(), dtype=int)
     distances = exact[ranked]
     distances[n_exact:] = np.nan
