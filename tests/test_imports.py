@@ -37,3 +37,22 @@ def test_public_names_still_resolve():
         assert getattr(skdarts, name) is not None, name
     assert skdarts.data.load_image_folder is skdarts.load_image_folder
     assert "SupernetSearchClassifier" in dir(skdarts)
+
+
+def test_zoo_list_and_show_load_no_heavy_library():
+    # Listing the zoo reads JSON only: torch, sklearn, skorch, POT and
+    # matplotlib load when a network is built or trained, not before.
+    from skdarts.zoo import SupernetZoo
+
+    name = SupernetZoo.default().keys()[0]
+    heavy = {*HEAVY, "torch", "sklearn", "skorch"}
+    for argv in (
+        ["zoo", "list"],
+        ["zoo", "show", name],
+        ["zoo", "show", name, "--json"],
+    ):
+        loaded = _modules_after(
+            f"from skdarts.cli import main\nassert main({argv!r}) in (0, None)"
+        )
+        top = {m.split(".")[0] for m in loaded}
+        assert not top & heavy, (argv, sorted(top & heavy))

@@ -11,14 +11,17 @@
   entry format, outside any zoo.
 
 Layer: below the estimators; drives :mod:`skdarts.search` directly.
+
+Opening and listing a zoo reads JSON only: torch loads when weights are read
+or written, and the pretraining names (sklearn, skorch, the search layer)
+are imported on first use (PEP 562), so ``skdarts zoo list`` stays fast.
 """
 
-from ._pretrain import (
-    SEARCH_DEFAULTS,
-    SourceMaskedCrossEntropy,
-    pretrain,
-    pretrain_mixture,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._store import (
     SCHEMA_VERSION,
     SupernetZoo,
@@ -28,6 +31,17 @@ from ._store import (
     load_supernet,
     save_supernet,
 )
+
+#: Names of :mod:`._pretrain`, imported on first use.
+_LAZY = ("SEARCH_DEFAULTS", "SourceMaskedCrossEntropy", "pretrain", "pretrain_mixture")
+
+if TYPE_CHECKING:  # for type checkers and IDEs; never run
+    from ._pretrain import (
+        SEARCH_DEFAULTS,
+        SourceMaskedCrossEntropy,
+        pretrain,
+        pretrain_mixture,
+    )
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -42,3 +56,15 @@ __all__ = [
     "pretrain_mixture",
     "save_supernet",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module("._pretrain", __name__), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

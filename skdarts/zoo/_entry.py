@@ -7,15 +7,13 @@ import os
 import shutil
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import safetensors.numpy
-import safetensors.torch
-import torch
 
 from .._files import publish
 from .._limits import check_state_shapes
-from ..supernet import Supernet
 from ._format import (
     ENTRY_JSON,
     SIGNATURES_FILE,
@@ -29,6 +27,11 @@ from ._format import (
     _state_tensors,
     _write_entry_folder,
 )
+
+if TYPE_CHECKING:  # torch and the supernet load only when weights are read
+    import torch
+
+    from ..supernet import Supernet
 
 __all__ = ["ZooEntry", "load_supernet", "save_supernet"]
 
@@ -116,9 +119,11 @@ class ZooEntry:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The stored ``state_dict`` (checksum verified on this read)."""
+        from safetensors.torch import load as load_tensors  # imports torch
+
         data = self._payload(WEIGHTS_FILE)
         try:
-            return safetensors.torch.load(data)
+            return load_tensors(data)
         except Exception as exc:
             raise ZooEntryError(
                 f"{self._where()} is damaged: {WEIGHTS_FILE!r} cannot be read ({exc})."
@@ -131,6 +136,8 @@ class ZooEntry:
         before the network is built, so a crafted configuration cannot make
         it allocate more than the file holds.
         """
+        from ..supernet import Supernet
+
         state = self.state_dict()  # first: it may move to a newer version
         config = self.config
         try:
@@ -221,6 +228,8 @@ def save_supernet(
     >>> load_supernet(path).init_channels
     2
     """
+    from ..supernet import Supernet
+
     if not isinstance(module, Supernet):
         raise TypeError(
             f"module must be a skdarts.supernet.Supernet; got {type(module).__name__}."

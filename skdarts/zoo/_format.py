@@ -22,11 +22,10 @@ import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import safetensors.numpy
-import safetensors.torch
-import torch
 
 from .._files import (
     UnsafeFileError,
@@ -37,7 +36,11 @@ from .._files import (
 )
 from .._limits import MAX_JSON_BYTES, check_config, loads_json
 from .._version import __version__
-from ..supernet import Supernet
+
+if TYPE_CHECKING:  # torch and the supernet load only when weights are handled
+    import torch
+
+    from ..supernet import Supernet
 
 SCHEMA_VERSION = 1
 FORMAT = "skdarts.zoo.entry"
@@ -146,8 +149,10 @@ def _write_entry_folder(
     signatures,
 ) -> None:
     """Write a complete entry into the (new, empty) ``folder``; fsync all."""
+    from safetensors.torch import save as save_tensors  # imports torch
+
     files = {}
-    blob = safetensors.torch.save(tensors)
+    blob = save_tensors(tensors)
     atomic_write_bytes(folder / WEIGHTS_FILE, blob)
     files[WEIGHTS_FILE] = sha256_bytes(blob)
     flat, sig_doc = _flatten_signatures(signatures)

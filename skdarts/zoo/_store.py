@@ -17,11 +17,11 @@ import shutil
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .._files import file_lock, fsync_dir, publish
-from ..supernet import Supernet
 from ._entry import ZooEntry, load_supernet, save_supernet
 from ._format import (
     _NAME_RE,
@@ -37,7 +37,11 @@ from ._format import (
     _state_tensors,
     _write_entry_folder,
 )
-from ._pretrain import pretrain, pretrain_mixture
+
+# The supernet (torch) and ._pretrain (sklearn, skorch) are imported by the
+# methods that store or train a network: listing a zoo reads JSON only.
+if TYPE_CHECKING:
+    from ..supernet import Supernet
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -279,6 +283,8 @@ class SupernetZoo:
         -------
         ZooEntry
         """
+        from ..supernet import Supernet
+
         _check_name(name)
         if not isinstance(supernet, Supernet):
             raise TypeError(
@@ -338,6 +344,8 @@ class SupernetZoo:
 
         See :func:`skdarts.zoo.pretrain` for the parameters.
         """
+        from ._pretrain import pretrain
+
         return pretrain(self, datasets, **kwargs)
 
     def pretrain_mixture(self, datasets, name: str = "multi", **kwargs) -> ZooEntry:
@@ -345,4 +353,6 @@ class SupernetZoo:
 
         See :func:`skdarts.zoo.pretrain_mixture` for the parameters.
         """
+        from ._pretrain import pretrain_mixture
+
         return pretrain_mixture(self, datasets, name=name, **kwargs)
