@@ -26,13 +26,22 @@ temporary directory, keyed by the settings) and reused by later runs with
 the same settings; ``--rebuild`` forces pretraining again. Timings include
 pretraining only when it ran.
 
+Reference. Speedups and deltas are measured against ``scratch_probe`` by
+default (``--reference``): scratch given the same head probe a warm start
+gets, so they show what the transferred alphas and weights add. Next to the
+epoch ratio, which cannot exceed the budget when the reference is still
+improving, the tables give ``dauc``: the difference of the mean held-out
+accuracy over all epochs (area under the learning curve / budget), in points.
+
 Usage::
 
-    python benchmarks/transfer.py            # default: <= 60 min on 2 cores
-    python benchmarks/transfer.py --quick    # <= 5 min
+    python benchmarks/transfer.py            # leave-one-out, 3 seeds (hours on 2 cores)
+    python benchmarks/transfer.py --quick    # <= 5 min smoke run (benchmarks/out/)
+    python benchmarks/transfer.py --shipped  # the shipped zoo against digits
 
-The last line reads ``median_speedup=<x> median_acc_delta=<points>`` for the
-strategy given by ``--report`` (the multi-dataset supernet by default).
+The last line reads ``median_speedup=<x> median_acc_delta=<points>
+reference=<reference>`` for the strategy given by ``--report`` (the
+multi-dataset supernet by default).
 """
 
 from __future__ import annotations
@@ -103,6 +112,19 @@ PRESETS = {
         strategies=STRATEGIES,
     ),
 }
+#: The shipped zoo (``SupernetZoo.default()``) on the one development target
+#: none of its entries was trained on: scikit-learn's digits. The supernet
+#: size is the zoo's (the estimator's defaults), images 16x16 as the zoo's.
+SHIPPED = dict(
+    n_target=500,
+    epochs=10,
+    init_channels=8,
+    n_cells=5,
+    n_nodes=4,
+    batch_size=32,
+    seeds=3,
+    strategies=("scratch", "scratch_probe", "ot", "multi"),
+)
 #: The reference every speedup is measured against by default: scratch given
 #: the same head probe (batch-norm re-estimation and a logistic-regression
 #: head) that a warm start gets, so a speedup is what the transferred alphas
@@ -248,6 +270,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="<= 5 min settings")
     parser.add_argument(
+        "--shipped",
+        action="store_true",
+        help="no leave-one-out pretraining: the shipped zoo against digits, the "
+        "development target that none of its entries was trained on",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=None,
@@ -274,7 +302,11 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args(argv)
-    cfg = dict(PRESETS["quick" if args.quick else "default"])
+    cfg = dict(
+        SHIPPED if args.shipped else PRESETS["quick" if args.quick else "default"]
+    )
+    if args.shipped:
+        args.targets = [t for t in args.targets if t == "digits"] or ["digits"]
     if args.seeds is not None:
         cfg["seeds"] = args.seeds
     if args.epochs is not None:
@@ -294,7 +326,13 @@ def main(argv=None) -> int:
         f"skdarts-transfer-{_settings_key(cfg)}"
     )
     t_start = time.perf_counter()
-    zoo, pretrain_s = build_zoo(cfg, cache, args.rebuild, args.jobs, args.verbose)
+    if args.shipped:
+        from skdarts.zoo import SupernetZoo
+
+        zoo, pretrain_s, cache = SupernetZoo.default(), 0.0, "the shipped zoo"
+        cfg["n_source"] = "(as shipped)"
+    else:
+        zoo, pretrain_s = build_zoo(cfg, cache, args.rebuild, args.jobs, args.verbose)
     print(
         f"zoo at {cache}: {len(zoo)} entries ({pretrain_s:.0f} s pretraining); "
         f"images {SIZE}x{SIZE} grey, {cfg['n_source']} per source, "
@@ -313,12 +351,15 @@ def main(argv=None) -> int:
     results = {}
     for target in args.targets:
         X, y = load(target, "target", cfg["n_target"])
-        singles = [n for n in DATASETS if n != target]
+        if args.shipped:
+            singles, multi = [n for n in zoo if n != "multi"], "multi"
+        else:
+            singles, multi = [n for n in DATASETS if n != target], f"multi_no_{target}"
         cmp = WarmStartComparison(
             base,
             zoo=zoo,
             strategies=strategies,
-            multi_entry=f"multi_no_{target}",
+            multi_entry=multi,
             sources=singles,
             seeds=tuple(range(cfg["seeds"])),
             tail=TAIL,
@@ -349,7 +390,9 @@ def main(argv=None) -> int:
         )
 
     args.out.mkdir(parents=True, exist_ok=True)
-    figure = args.out / "transfer_curves.png"
+    figure = args.out / (
+        "transfer_curves_shipped.png" if args.shipped else "transfer_curves.png"
+    )
     _plot(results, figure)
     print(f"figure: {figure}; total {time.perf_counter() - t_start:.0f} s")
     speedups, deltas = per_strategy[args.report][:2]
@@ -364,27 +407,34 @@ def _summary_table(results: dict, strategies, reference: str) -> dict:
     warm = [s for s in STRATEGIES if s in strategies and s != reference]
     if reference == "scratch_probe":
         warm = [s for s in warm if s != "scratch"]
-    print("\n" + "=" * 16 + f" against {reference} (speedup x, final acc delta pt)")
+    print(
+        "\n"
+        + "=" * 16
+        + f" against {reference} (speedup x, final acc delta pt, mean acc "
+        "delta pt)"
+    )
     print(
         f"{'target':<14} {'ref acc':>7} "
-        + " ".join(f"{s[:10] + ' x':>12} {'dacc':>6}" for s in warm)
+        + " ".join(f"{s[:10] + ' x':>12} {'dacc':>6} {'dauc':>6}" for s in warm)
     )
-    per_strategy = {s: ([], []) for s in warm}
+    per_strategy = {s: ([], [], []) for s in warm}
     for target, res in results.items():
         summary = res.summary(reference)
         ref = summary[reference]["final_acc"][0] * 100
         cells = []
         for s in warm:
             sp, da = summary[s]["speedup_epochs"][0], summary[s]["acc_delta"][0]
-            per_strategy[s][0].append(sp)
-            per_strategy[s][1].append(da)
-            cells.append(f"{sp:>12.2f} {da:>+6.1f}")
+            du = summary[s]["auc_delta"][0]
+            for k, v in enumerate((sp, da, du)):
+                per_strategy[s][k].append(v)
+            cells.append(f"{sp:>12.2f} {da:>+6.1f} {du:>+6.1f}")
         print(f"{target:<14} {ref:>7.1f} " + " ".join(cells))
     print(
         f"{'median':<14} {'':>7} "
         + " ".join(
             f"{np.median(per_strategy[s][0]):>12.2f} "
-            f"{np.median(per_strategy[s][1]):>+6.1f}"
+            f"{np.median(per_strategy[s][1]):>+6.1f} "
+            f"{np.median(per_strategy[s][2]):>+6.1f}"
             for s in warm
         )
     )
