@@ -204,7 +204,11 @@ def test_default_zoo_warm_start_works_out_of_the_box(digits):
     )
     clf.fit(X[:64], y[:64])
     assert clf.source_["name"] == "multi"
-    assert set(clf.source_["sources"]) == {"fashion_mnist", "mnist", "letters"}
+    assert {"fashion_mnist", "mnist", "letters"} <= set(clf.source_["sources"])
+    # Digits (8x8) are resampled to the size the entry was trained at.
+    assert clf.input_size_ == tuple(
+        SupernetZoo.default()["multi"].provenance["common_input"]["image_size"]
+    )
     assert clf.predict(X[:4]).shape == (4,)
 
 

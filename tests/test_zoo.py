@@ -473,9 +473,36 @@ def test_default_zoo_ships_ready_entries():
         assert entry.provenance["sources"] and entry.provenance["epochs"] >= 1
         total += sum(p.stat().st_size for p in entry.path.iterdir())
     assert total <= 20 * 2**20
-    assert set(zoo["multi"].sources) == {"fashion_mnist", "mnist", "letters"}
+    # The multi-dataset entry: the three sources and three derived tasks.
+    assert set(zoo["multi"].sources) == {
+        "fashion_mnist",
+        "mnist",
+        "letters",
+        "mnist_rot90",
+        "fashion_inverted",
+        "letters_a_to_m",
+    }
     with pytest.raises(PermissionError, match="read-only"):
         zoo.add("x", Supernet())
+
+
+def test_default_zoo_architecture_priors_are_not_uniform():
+    """Every shipped entry's alphas have moved, and the provenance says so.
+
+    DARTS initialises alphas within ~1e-3 of zero, so an untrained prior's
+    softmax stays within ~0.0015 of 1/8; the recorded statistics must be
+    those of the stored weights.
+    """
+    from skdarts.zoo._pretrain import alpha_statistics
+
+    for entry in SupernetZoo.default().entries():
+        recorded = entry.provenance["alpha_stats"]
+        measured = alpha_statistics(entry.load_supernet())
+        assert recorded == measured, entry.name
+        for name, stats in measured.items():
+            assert stats["max_abs_deviation"] >= 0.02, (entry.name, name)
+            assert stats["normalised_entropy_mean"] < 0.999, (entry.name, name)
+        assert 0.5 < entry.provenance["final_accuracy"] <= 1.0
 
 
 def test_version_file_agrees_with_pyproject():

@@ -79,8 +79,9 @@ def _demo(args) -> int:
     X, y = load_digits(return_X_y=True)
     X = X.reshape(-1, 8, 8) / 16.0
     n_train = 200 if args.quick else args.n_train
+    n_test = 200 if args.quick else args.n_test
     Xtr, Xte, ytr, yte = train_test_split(
-        X, y, train_size=n_train, stratify=y, random_state=0
+        X, y, train_size=n_train, test_size=n_test, stratify=y, random_state=0
     )
     epochs = min(args.epochs, 2) if args.quick else args.epochs
     final_epochs = 0 if args.quick else args.final_epochs
