@@ -2,32 +2,30 @@
 
 The class is assembled from small parts, one module each: input handling
 (:mod:`._inputs`), the search and final training (:mod:`._training`),
-resumable searches (:mod:`._resume`), persistence (:mod:`._persistence`) and
-warm-start priors (:mod:`._prior`). This module holds the parameters, ``fit``
-and prediction.
+resumable searches (:mod:`._resume`), persistence (:mod:`._persistence`),
+prediction (:mod:`._prediction`), warm-start priors (:mod:`._prior`) and the
+parameters' constraints (:mod:`._constraints`). This module holds the
+parameters and ``fit``.
 """
 
 from __future__ import annotations
 
 import functools
-import numbers
 import os
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
-from sklearn.metrics import accuracy_score
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
 
 from .._device import resolve_device, rng_devices
-from ..data import ImageFolderDataset
 from ..search import SearchConfig, stratified_split
+from ._constraints import PARAMETER_CONSTRAINTS
 from ._handoff import split_handoff
 from ._inputs import ImageInputs
 from ._persistence import Persistence
+from ._prediction import Prediction
 from ._prior import check_warm_start
 from ._resume import ResumableSearch
 from ._small_data import warn_small_classes
@@ -66,6 +64,7 @@ class SupernetSearchClassifier(
     SearchTraining,
     ResumableSearch,
     Persistence,
+    Prediction,
     ClassifierMixin,
     BaseEstimator,
 ):
@@ -309,43 +308,7 @@ class SupernetSearchClassifier(
     2
     """
 
-    _parameter_constraints: dict = {
-        "search_space": [StrOptions({"darts", "s1", "s2", "s3", "s4"})],
-        "init_channels": [Interval(numbers.Integral, 1, None, closed="left")],
-        "n_cells": [Interval(numbers.Integral, 1, None, closed="left")],
-        "n_nodes": [Interval(numbers.Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
-        "final_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
-        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
-        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
-        "lr_min": [Interval(numbers.Real, 0, None, closed="left")],
-        "momentum": [Interval(numbers.Real, 0, 1, closed="left")],
-        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
-        "arch_lr": [Interval(numbers.Real, 0, None, closed="left")],
-        "arch_weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
-        "arch_split": [Interval(numbers.Real, 0, 1, closed="neither")],
-        "smoothing": [StrOptions({"random", "adversarial"}), None],
-        "epsilon": [Interval(numbers.Real, 0, None, closed="left")],
-        "grad_clip": [Interval(numbers.Real, 0, None, closed="neither"), None],
-        "partial_channels": [Interval(numbers.Integral, 1, None, closed="left")],
-        "checkpointing": ["boolean"],
-        "cuda_graphs": ["boolean"],
-        "image_shape": [tuple, list, None],
-        "image_size": [StrOptions({"prior"}), numbers.Integral, tuple, list, None],
-        "num_workers": [Interval(numbers.Integral, 0, None, closed="left")],
-        "warm_start": ["boolean", StrOptions({"auto"}), object],
-        "warm_lr": [Interval(numbers.Real, 0, None, closed="neither"), None],
-        "warm_arch_warmup_epochs": [Interval(numbers.Integral, 0, None, closed="left")],
-        "warm_epsilon_start": [Interval(numbers.Real, 0, None, closed="left"), None],
-        "warm_head": [StrOptions({"probe", "fresh"})],
-        "callbacks": [list, None],
-        "checkpoint_dir": [str, os.PathLike, None],
-        "checkpoint_every": [Interval(numbers.Integral, 1, None, closed="left")],
-        "device": [StrOptions({"auto", "cpu", "cuda", "mps"}), str],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
-        "accelerator": [None, HasMethods(["prepare", "backward", "unwrap_model"])],
-    }
+    _parameter_constraints: dict = PARAMETER_CONSTRAINTS
 
     def __init__(
         self,
@@ -495,95 +458,6 @@ class SupernetSearchClassifier(
         self.search_history_ = [r for r in self.history_ if r["phase"] == "search"]
         self.final_history_ = [r for r in self.history_ if r["phase"] == "final"]
         return self
-
-    # -- prediction -------------------------------------------------------------
-
-    def _predicting_net(self):
-        return self.final_net_ if self.final_net_ is not None else self.net_
-
-    def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities, columns in the order of ``classes_``.
-
-        Parameters
-        ----------
-        X : array-like of images, path, list of paths or torch Dataset
-            As in ``fit``; a path may also be a folder of images (read
-            recursively, in sorted order) or one image file. Files are read
-            with ``image_size_`` and ``color_``.
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_classes)
-        """
-        check_is_fitted(self)
-        X, _ = split_handoff(X)  # in a pipeline, after an OTSourceSelector
-        images, _ = self._images(X, reset=False)
-        net = self._predicting_net()
-        net.module_.eval()
-        try:
-            with torch.no_grad():
-                proba = net.predict_proba(images)
-        except (MemoryError, RuntimeError) as exc:
-            text = str(exc).lower()
-            if not isinstance(exc, MemoryError) and "alloc" not in text:
-                raise
-            c, h, w = self.image_shape_
-            raise MemoryError(
-                f"out of memory predicting {len(images)} images of {h}x{w} pixels "
-                f"({c} channel(s)) in batches of batch_size={self.batch_size}: pass "
-                "fewer images at a time, lower batch_size, or fit on smaller images "
-                f"(resize them). ({str(exc).splitlines()[0]})"
-            ) from exc
-        return np.asarray(proba, dtype=np.float64)
-
-    def predict(self, X) -> np.ndarray:
-        """Predicted labels (of the same type as ``y`` in ``fit``).
-
-        Parameters
-        ----------
-        X : array-like of images, path, list of paths or torch Dataset
-            As in ``fit``; a path may also be a folder of images (read
-            recursively, in sorted order) or one image file. Files are read
-            with ``image_size_`` and ``color_``.
-
-        Returns
-        -------
-        ndarray of shape (n_samples,)
-        """
-        proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]
-
-    def score(self, X, y=None, sample_weight=None) -> float:
-        """Mean accuracy on ``(X, y)``, or on a labelled image folder.
-
-        Parameters
-        ----------
-        X : array-like of images, path, list of paths or torch Dataset
-            As in :meth:`predict`. A folder with one sub-folder per class may
-            be given without ``y``: the sub-folder names are the true labels
-            (as in ``fit(folder)``; files directly in the folder are ignored).
-        y : array-like of shape (n,), optional
-            True labels; required unless ``X`` is such a folder.
-        sample_weight : array-like of shape (n,), optional
-
-        Returns
-        -------
-        float
-        """
-        X, _ = split_handoff(X)
-        if y is None:
-            if not (isinstance(X, (str, os.PathLike)) and os.path.isdir(X)):
-                raise ValueError(
-                    "y is None, but X is not a folder with one sub-folder per class "
-                    f"(got X of type {type(X).__name__}); pass the true labels as y."
-                )
-            check_is_fitted(self)
-            size, color = self._file_reading()
-            folder = ImageFolderDataset(
-                X, image_size=size, color=color, verbose=0, _name="X"
-            )
-            X, y = folder.paths, np.asarray(folder.classes)[folder.targets]
-        return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "net_") and hasattr(self, "classes_")

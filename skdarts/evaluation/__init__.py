@@ -63,8 +63,9 @@ Modules
 -------
 * :mod:`skdarts.evaluation.curves` - :class:`HeldOutAccuracy`,
   :class:`LearningCurve`, :func:`epochs_to_reach`, :func:`compare_curves`;
-* :mod:`skdarts.evaluation.comparison` - :class:`WarmStartComparison` and
-  :class:`ComparisonResult`;
+* :mod:`skdarts.evaluation.comparison` - :class:`WarmStartComparison`;
+* :mod:`skdarts.evaluation.result` - :class:`ComparisonResult` and
+  ``STRATEGIES``;
 * :mod:`skdarts.evaluation.scoring` - :func:`comparison_scoring`.
 
 Plots of curves and comparisons are in :mod:`skdarts.viz`

@@ -32,16 +32,18 @@ from ._store import (
     save_supernet,
 )
 
-#: Names of :mod:`._pretrain`, imported on first use.
-_LAZY = ("SEARCH_DEFAULTS", "SourceMaskedCrossEntropy", "pretrain", "pretrain_mixture")
+#: Pretraining names and their modules, imported on first use.
+_LAZY = {
+    "SEARCH_DEFAULTS": "._pretrain",
+    "SourceMaskedCrossEntropy": "._multisource",
+    "pretrain": "._pretrain",
+    "pretrain_mixture": "._mixture",
+}
 
 if TYPE_CHECKING:  # for type checkers and IDEs; never run
-    from ._pretrain import (
-        SEARCH_DEFAULTS,
-        SourceMaskedCrossEntropy,
-        pretrain,
-        pretrain_mixture,
-    )
+    from ._mixture import pretrain_mixture
+    from ._multisource import SourceMaskedCrossEntropy
+    from ._pretrain import SEARCH_DEFAULTS, pretrain
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -60,7 +62,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        value = getattr(importlib.import_module("._pretrain", __name__), name)
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
         globals()[name] = value  # later look-ups skip this function
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,48 +4,25 @@ Both drive the search layer (:class:`~skdarts.search.SearchNet`) directly,
 with the same search parameters and defaults as
 :class:`~skdarts.SupernetSearchClassifier`.
 
-Mixture training (``pretrain_mixture``)
----------------------------------------
-* **Shared body, one head per source.** The supernet gets one linear head
-  over the union of all sources' classes (source ``s`` owns the slice
-  ``offset_s : offset_s + n_classes_s``); the loss of a sample only sees the
-  logits of its own source's slice (the others are masked to ``-inf``).
-  That is exactly one separate linear head per source on shared features,
-  and it keeps ``SearchNet`` and ``Supernet`` unchanged. The slices are
-  recorded in the entry (``provenance["heads"]``).
-* **Mixing rule.** ``"balanced"`` (default): every sample of a batch is
-  drawn from each source with equal probability ``1 / n_sources`` (a
-  ``WeightedRandomSampler`` with weight ``1 / n_s`` per sample of source
-  ``s``, with replacement, ``sum(n_s)`` draws per epoch), for both the
-  weight and the architecture batches. ``"proportional"``: plain shuffling of
-  the pooled data, so a source appears in proportion to its size.
-* **Common input.** Every source's images are resized (bilinear, with
-  antialiasing) to ``image_size``, by default the largest height and the
-  largest width among the sources. Channels: 3 when any source has 3 or
-  more (grey sources are replicated, an alpha channel is dropped), else 1.
-  Each source is then standardised with its own per-channel mean and
-  standard deviation (as the estimator standardises a target).
+The mixture (:func:`pretrain_mixture`) lives in :mod:`._mixture`, its
+building blocks (common input, one head per source, mixed batches) in
+:mod:`._multisource`, and what a run records in :mod:`._provenance`.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import json
+import importlib
 import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from joblib import Parallel, delayed
-from sklearn.utils import check_random_state
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
-from torch import nn
-from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm.auto import tqdm
 
 from .._device import resolve_device, rng_devices
@@ -58,8 +35,22 @@ from ..search import (
     stratified_split,
 )
 from ._entry import ZooEntry, _check_name, _state_tensors
+from ._multisource import SourceMaskedCrossEntropy, _convert, _mixing_loader
+from ._provenance import (
+    _checkpoint_key,
+    _history_summary,
+    _json_params,
+    _seeds,
+    _source_info,
+    alpha_statistics,
+)
 
-__all__ = ["SEARCH_DEFAULTS", "alpha_statistics", "pretrain", "pretrain_mixture"]
+__all__ = [
+    "SEARCH_DEFAULTS",
+    "SourceMaskedCrossEntropy",
+    "alpha_statistics",
+    "pretrain",
+]
 
 #: Search parameters accepted by pretraining, with their defaults: those of
 #: SearchConfig (the estimator's too) but how a supernet runs (PC-DARTS,
@@ -70,7 +61,6 @@ SEARCH_DEFAULTS = {
     for k, v in SearchConfig.defaults().items()
     if k not in ("partial_channels", "checkpointing", "cuda_graphs")
 } | {"image_shape": None, "device": "auto", "random_state": None}
-_MIXING = ("balanced", "proportional")
 
 
 def _search_params(search_params: dict) -> dict:
@@ -130,152 +120,6 @@ def _prepare(name: str, X, y, image_shape):
             "at least 2."
         )
     return images, y_enc.astype(np.int64), classes
-
-
-def _convert(images: np.ndarray, channels: int, size) -> np.ndarray:
-    """The mixture's common-input rule (module docstring)."""
-    c = images.shape[1]
-    if c == 4 and channels == 3:
-        images, c = images[:, :3], 3
-    if c != channels:
-        if c == 1:
-            images = np.repeat(images, channels, axis=1)
-        elif channels == 1:
-            images = images.mean(axis=1, keepdims=True)
-        else:
-            raise ValueError(f"cannot convert {c}-channel images to {channels}.")
-    if size is not None and tuple(images.shape[2:]) != tuple(size):
-        out = []
-        for start in range(0, len(images), 1024):
-            chunk = torch.from_numpy(np.ascontiguousarray(images[start : start + 1024]))
-            out.append(
-                F.interpolate(
-                    chunk, size=tuple(size), mode="bilinear", antialias=True
-                ).numpy()
-            )
-        images = np.concatenate(out)
-    return np.ascontiguousarray(images, dtype=np.float32)
-
-
-class SourceMaskedCrossEntropy(nn.Module):
-    """Cross-entropy over the logits of each sample's own source only.
-
-    With one head over the union of the sources' classes, masking the other
-    sources' logits makes it one softmax head per source.
-
-    Parameters
-    ----------
-    class_source : sequence of int
-        The source index of each (global) class.
-
-    Examples
-    --------
-    >>> loss = SourceMaskedCrossEntropy([0, 0, 1, 1, 1])
-    >>> logits = torch.tensor([[0.0, 0.0, 9.0, 9.0, 9.0]])
-    >>> round(float(loss(logits, torch.tensor([0]))), 4)  # source 0: 2 classes
-    0.6931
-    """
-
-    def __init__(self, class_source):
-        super().__init__()
-        self.register_buffer(
-            "class_source", torch.as_tensor(list(class_source), dtype=torch.long)
-        )
-
-    def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        cs = self.class_source.to(logits.device)
-        y = y.to(logits.device)
-        other = cs[None, :] != cs[y][:, None]
-        return F.cross_entropy(logits.masked_fill(other, float("-inf")), y)
-
-
-def _mixing_loader(dataset, batch_size=64, shuffle=True, **kwargs):
-    """DataLoader that draws by ``dataset.mix_weights`` when it has them."""
-    weights = getattr(dataset, "mix_weights", None)
-    if weights is None:
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, **kwargs)
-    sampler = WeightedRandomSampler(weights, num_samples=len(dataset), replacement=True)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, **kwargs)
-
-
-def _history_summary(history) -> list[dict]:
-    keys = ("epoch", "train_loss", "train_acc", "valid_loss", "valid_acc", "dur")
-    rows = []
-    for row in history:
-        rows.append(
-            {
-                k: (round(float(row[k]), 5) if k != "epoch" else int(row[k]))
-                for k in keys
-                if k in row
-            }
-        )
-    return rows
-
-
-def alpha_statistics(module) -> dict:
-    """How far a supernet's architecture weights are from uniform.
-
-    An architecture prior is only worth transferring when its alphas have
-    moved: with DARTS' initialisation every edge's softmax starts at
-    ``1 / n_ops``. For each ``alphas_*`` tensor of ``module`` (one row per
-    edge), this reports the mean and minimum of the softmax entropy
-    normalised by ``log(n_ops)`` (1.0 = uniform), the largest absolute
-    deviation of a softmax weight from ``1 / n_ops``, and the largest
-    softmax weight.
-
-    Parameters
-    ----------
-    module : torch.nn.Module
-        A supernet whose architecture parameters are named ``alphas_*``.
-
-    Returns
-    -------
-    dict
-        ``{name: {"normalised_entropy_mean", "normalised_entropy_min",
-        "max_abs_deviation", "max_weight", "n_ops"}}``.
-
-    Examples
-    --------
-    >>> from skdarts.supernet import Supernet
-    >>> net = Supernet(in_channels=1, init_channels=2, n_cells=1, n_nodes=1)
-    >>> stats = alpha_statistics(net)["alphas_normal"]
-    >>> stats["normalised_entropy_mean"] > 0.999  # freshly initialised: uniform
-    True
-    """
-    out = {}
-    for name, param in module.named_parameters():
-        if not name.startswith("alphas_") or param.ndim != 2:
-            continue
-        a = param.detach().double()
-        n_ops = a.shape[-1]
-        w = torch.softmax(a, dim=-1)
-        entropy = -(w * w.clamp_min(1e-300).log()).sum(-1) / np.log(n_ops)
-        out[name] = {
-            "normalised_entropy_mean": round(float(entropy.mean()), 6),
-            "normalised_entropy_min": round(float(entropy.min()), 6),
-            "max_abs_deviation": round(float((w - 1.0 / n_ops).abs().max()), 6),
-            "max_weight": round(float(w.max()), 6),
-            "n_ops": int(n_ops),
-        }
-    return out
-
-
-def _checkpoint_key(parts, params: dict, mixing: str, seed: int) -> str:
-    """A fingerprint of everything that decides a pretraining run.
-
-    A resumed run must be the same run: the key covers the search
-    parameters, the seed, the mixing rule and the data itself (names,
-    shapes and bytes), so a checkpoint left by another run is never
-    continued by mistake.
-    """
-    h = hashlib.sha256()
-    h.update(json.dumps(_json_params(params), sort_keys=True, default=str).encode())
-    h.update(f"{mixing}|{seed}".encode())
-    for name, images, y_enc, n_classes in parts:
-        h.update(f"{name}|{images.shape}|{n_classes}".encode())
-        h.update(np.ascontiguousarray(images).tobytes())
-        h.update(np.ascontiguousarray(y_enc).tobytes())
-    return h.hexdigest()[:16]
 
 
 def _train(
@@ -430,26 +274,6 @@ def _train(
     return module, info
 
 
-def _json_params(params: dict) -> dict:
-    out = dict(params)
-    rs = out["random_state"]
-    if rs is not None and not isinstance(rs, (int, np.integer)):
-        out["random_state"] = type(rs).__name__
-    return out
-
-
-def _source_info(name, images, raw_shape, classes, extra) -> dict:
-    info = {
-        "n_samples": len(images),
-        "n_classes": len(classes),
-        "classes": [str(c) for c in classes],
-        "image_shape": [int(s) for s in raw_shape],
-        "trained_shape": [int(s) for s in images.shape[1:]],
-    }
-    info.update(copy.deepcopy(dict((extra or {}).get(name, {}))))
-    return info
-
-
 def _pretrain_one(
     name,
     X,
@@ -487,11 +311,6 @@ def _pretrain_one(
     if signature_fn is not None:
         signatures = {name: signature_fn(X, y)}
     return name, _state_tensors(module), module.config(), provenance, signatures
-
-
-def _seeds(random_state, n: int) -> list[int]:
-    rng = check_random_state(random_state)
-    return [int(s) for s in rng.randint(np.iinfo(np.int32).max, size=n)]
 
 
 def pretrain(
@@ -609,125 +428,9 @@ def pretrain(
     return [entries[n] for n in datasets]
 
 
-def pretrain_mixture(
-    zoo,
-    datasets: Mapping[str, tuple],
-    *,
-    name: str = "multi",
-    mixing: str = "balanced",
-    image_size=None,
-    verbose: int = 1,
-    signature_fn: Callable | None = None,
-    metadata: dict | None = None,
-    overwrite: bool = False,
-    checkpoint_dir: str | os.PathLike | None = None,
-    **search_params,
-) -> ZooEntry:
-    """Pretrain ONE supernet on several sources together; store it as ``name``.
-
-    Shared body, one head per source, batches mixed across sources; see
-    :mod:`skdarts.zoo` (``_pretrain``) for the head, mixing and common-input
-    rules.
-
-    Parameters
-    ----------
-    zoo : SupernetZoo
-    datasets : dict of {source name: (X, y)}
-    name : str, default="multi"
-    mixing : {"balanced", "proportional"}, default="balanced"
-        ``"balanced"``: each source equally likely per sample;
-        ``"proportional"``: in proportion to the sources' sizes.
-    image_size : int or (int, int), optional
-        Common size; default the largest height and width among sources.
-    verbose : int, default=1
-        0 silent; 1 the search's per-epoch log.
-    signature_fn : callable, optional
-        ``(X, y) -> (arrays, meta)``, stored per source.
-    metadata : dict, optional
-        Extra provenance; a ``"sources"`` key maps source names to dicts
-        merged into each source's record.
-    overwrite : bool, default=False
-    checkpoint_dir : str or path-like, optional
-        As :func:`pretrain`: resume an interrupted pretraining.
-    **search_params
-        As :func:`pretrain`.
-
-    Returns
-    -------
-    ZooEntry
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from sklearn.datasets import load_digits
-    >>> from skdarts.zoo import SupernetZoo
-    >>> X, y = load_digits(return_X_y=True)
-    >>> zoo = SupernetZoo(tempfile.mkdtemp())
-    >>> rgb = np.repeat(X[:40].reshape(-1, 8, 8, 1), 3, axis=3)[:, 1:7, 1:7]
-    >>> entry = zoo.pretrain_mixture({"a": (X[:60], y[:60]), "b": (rgb, y[:40] % 2)},
-    ...     max_epochs=1, init_channels=2, n_cells=1, n_nodes=1, verbose=0,
-    ...     random_state=0)
-    >>> entry.config["in_channels"], entry.config["n_classes"]
-    (3, 12)
-    """
-    _check_name(name)
-    datasets = _check_datasets(datasets)
-    if mixing not in _MIXING:
-        raise ValueError(f"mixing must be one of {list(_MIXING)}; got {mixing!r}.")
-    params = _search_params(search_params)
-    size = _check_image_size(image_size)
-    if name in zoo and not overwrite:
-        raise FileExistsError(
-            f"the zoo at {str(zoo.path)!r} already has an entry {name!r}; pass "
-            "overwrite=True to replace it."
-        )
-    zoo._check_writable()
-    metadata = dict(metadata or {})
-    extra = metadata.pop("sources", {})
-    prepared = {
-        n: _prepare(n, X, y, params["image_shape"]) for n, (X, y) in datasets.items()
-    }
-    if size is None:
-        size = (
-            max(im.shape[2] for im, _, _ in prepared.values()),
-            max(im.shape[3] for im, _, _ in prepared.values()),
-        )
-    channels = 3 if any(im.shape[1] >= 3 for im, _, _ in prepared.values()) else 1
-    parts, sources = [], {}
-    for n, (images, y_enc, classes) in prepared.items():
-        raw_shape = images.shape[1:]
-        images = _convert(images, channels, size)
-        parts.append((n, images, y_enc, len(classes)))
-        sources[n] = _source_info(n, images, raw_shape, classes, extra)
-    seed = _seeds(params["random_state"], 1)[0]
-    module, info = _train(
-        parts,
-        params,
-        mixing,
-        verbose,
-        seed,
-        checkpoint_dir=checkpoint_dir,
-        label=name,
-    )
-    provenance = {
-        "kind": "mixture",
-        "mixing": mixing,
-        "common_input": {
-            "image_size": list(size),
-            "channels": channels,
-            "rule": "bilinear resize (antialiased) to image_size; grey replicated "
-            "to RGB when any source is colour, alpha dropped; per-source "
-            "standardisation",
-        },
-        "sources": sources,
-        "search_params": _json_params(params),
-        "seed": seed,
-        **info,
-        **metadata,
-    }
-    signatures = None
-    if signature_fn is not None:
-        signatures = {n: signature_fn(X, y) for n, (X, y) in datasets.items()}
-    return zoo._write(
-        name, _state_tensors(module), module.config(), provenance, signatures, overwrite
-    )
+def __getattr__(name: str) -> Any:
+    # pretrain_mixture moved to ._mixture, which imports this module: resolved
+    # on first use (PEP 562) so that old imports from here keep working.
+    if name == "pretrain_mixture":
+        return importlib.import_module("._mixture", __package__).pretrain_mixture
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -38,7 +38,7 @@ from ._format import (
     _write_entry_folder,
 )
 
-# The supernet (torch) and ._pretrain (sklearn, skorch) are imported by the
+# The supernet (torch) and ._pretrain / ._mixture (sklearn, skorch) are imported by the
 # methods that store or train a network: listing a zoo reads JSON only.
 if TYPE_CHECKING:
     from ..supernet import Supernet
@@ -353,6 +353,6 @@ class SupernetZoo:
 
         See :func:`skdarts.zoo.pretrain_mixture` for the parameters.
         """
-        from ._pretrain import pretrain_mixture
+        from ._mixture import pretrain_mixture
 
         return pretrain_mixture(self, datasets, name=name, **kwargs)
