@@ -416,7 +416,7 @@ def resize_images(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
     Returns
     -------
-    ndarray of float32, shape (n, c, *size)
+    ndarray of float32, shape (n, c, height, width)
 
     Examples
     --------
