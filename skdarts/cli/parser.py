@@ -52,14 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
         "print both held-out learning curves, the speedup and the accuracy "
         "differences. About 3 minutes on 2 idle cores.",
     )
-    demo.add_argument("--epochs", type=int, default=5, help="search epochs (5)")
+    demo.add_argument("--epochs", type=int, default=8, help="search epochs (8)")
     demo.add_argument(
         "--final-epochs",
         type=int,
         default=0,
         help="derived-network epochs after each search (0: compare the searches)",
     )
-    demo.add_argument("--n-train", type=int, default=400, help="training images (400)")
+    demo.add_argument("--n-train", type=int, default=600, help="training images (600)")
     demo.add_argument(
         "--n-test", type=int, default=500, help="held-out test images (500)"
     )
