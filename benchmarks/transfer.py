@@ -322,9 +322,9 @@ def main(argv=None) -> int:
         parser.error(f"unknown targets {unknown}; choose from {list(DATASETS)}")
     torch.set_num_threads(1)
 
-    cache = args.cache or Path(tempfile.gettempdir()) / (
-        f"skdarts-transfer-{_settings_key(cfg)}"
-    )
+    cache = args.cache
+    if cache is None and not args.shipped:
+        cache = Path(tempfile.gettempdir()) / f"skdarts-transfer-{_settings_key(cfg)}"
     t_start = time.perf_counter()
     if args.shipped:
         from skdarts.zoo import SupernetZoo
