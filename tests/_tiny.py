@@ -14,6 +14,10 @@ BASE = dict(
 )
 
 
-def tiny(**overrides) -> dict:
-    """``SupernetSearchClassifier`` keyword arguments for a fit of seconds."""
-    return BASE | overrides
+def tiny(without=(), **overrides) -> dict:
+    """``SupernetSearchClassifier`` keyword arguments for a fit of seconds.
+
+    ``without`` names keys to leave out (e.g. ``random_state`` for tests that
+    pass their own).
+    """
+    return {k: v for k, v in (BASE | overrides).items() if k not in set(without)}

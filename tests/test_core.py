@@ -5,20 +5,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _tiny import tiny
 from sklearn.model_selection import train_test_split
 from skorch.callbacks import Callback, EarlyStopping, ProgressBar
 
 from skdarts import DerivedNetwork, Supernet, SupernetSearchClassifier
 from skdarts.spaces import DARTS_OPS, get_search_space
 
-TINY = dict(
+# The shared tiny settings, with this module's larger supernet (3 cells, so
+# both cell types) and the estimator's own space, batch size and seeding.
+TINY = tiny(
     init_channels=4,
     n_cells=3,
     n_nodes=2,
     max_epochs=2,
-    final_epochs=1,
-    verbose=0,
-    device="cpu",
+    search_space="darts",
+    batch_size=64,
+    without=("random_state",),
 )
 
 

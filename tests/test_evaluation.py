@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _tiny import tiny
 from sklearn.base import BaseEstimator, clone
 from sklearn.metrics import accuracy_score
 from sklearn.model_selection import StratifiedKFold, cross_validate
@@ -32,8 +33,13 @@ from skdarts.probe import HeadProbe
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
-TINY = dict(
-    init_channels=2, n_cells=1, n_nodes=1, max_epochs=2, final_epochs=0, verbose=0
+# The shared tiny settings: two epochs make a curve; no final training.
+TINY = tiny(
+    max_epochs=2,
+    final_epochs=0,
+    search_space="darts",
+    batch_size=64,
+    without=("random_state",),
 )
 
 

@@ -6,22 +6,16 @@ the aim is to keep it empty.
 
 import numpy as np
 from _fakezoo import FakeZoo
+from _tiny import tiny
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skdarts import OTSourceSelector, SupernetSearchClassifier
 from skdarts.similarity import signature_fn
 
-TINY = dict(
-    init_channels=2,
-    n_cells=1,
-    n_nodes=1,
-    search_space="s2",
-    max_epochs=2,
-    final_epochs=4,
-    batch_size=64,
-    lr=0.05,
-    verbose=0,
-    device="cpu",
+# The shared tiny settings, with enough final training (and a learning rate)
+# for the checks that require a classifier to fit its training data.
+TINY = tiny(
+    max_epochs=2, final_epochs=4, batch_size=64, lr=0.05, without=("random_state",)
 )
 
 
