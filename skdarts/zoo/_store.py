@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -164,17 +165,35 @@ class SupernetZoo:
     def __len__(self) -> int:
         return len(self._names())
 
+    def _present(self, name: str) -> bool:
+        """Whether entry ``name`` exists, seeing through an overwrite.
+
+        An overwrite moves the old folder aside (``.old-<name>-*``) and then
+        renames the new one into place: between the two renames the entry is
+        briefly absent. A reader that finds it absent while such a folder
+        exists waits (up to 2 s) for the new one instead of reporting the
+        entry missing.
+        """
+        folder = self.path / name
+        if folder.is_dir():
+            return True
+        deadline = time.monotonic() + 2.0
+        aside = f"{_OLD_PREFIX}{name}-*"
+        while time.monotonic() < deadline and any(self.path.glob(aside)):
+            time.sleep(0.002)
+            if folder.is_dir():
+                return True
+        return folder.is_dir()
+
     def __contains__(self, name) -> bool:
         return (
-            isinstance(name, str)
-            and bool(_NAME_RE.match(name))
-            and (self.path / name).is_dir()
+            isinstance(name, str) and bool(_NAME_RE.match(name)) and self._present(name)
         )
 
     def __getitem__(self, name: str) -> ZooEntry:
         _check_name(name)
         folder = self.path / name
-        if not folder.is_dir():
+        if not self._present(name):
             raise ZooKeyError(
                 f"no entry {name!r} in the zoo at {os.fspath(self.path)!r}; its "
                 f"entries are {self._names()}."
