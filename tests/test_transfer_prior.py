@@ -15,6 +15,7 @@ from sklearn.pipeline import make_pipeline
 from skorch.callbacks import Callback
 
 from skdarts import OTSourceSelector, Supernet, SupernetSearchClassifier
+from skdarts.data import resize_images
 from skdarts.evaluation import HeldOutAccuracy, prepare_heldout
 from skdarts.search import HeadProbe
 from skdarts.similarity import signature_fn
@@ -89,9 +90,7 @@ def mnist_entry():
 
 
 def _upsample(images, size):
-    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None]
-    out = torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True)
-    return out[:, 0].numpy()
+    return resize_images(images[:, None], size)[:, 0]
 
 
 def test_warm_probe_beats_scratch_probe_at_epoch_one(digits, mnist_entry):

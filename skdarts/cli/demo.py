@@ -28,32 +28,7 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 from ._common import _device, _open_zoo
-
-
-def _prior_size(entry) -> tuple[int, int] | None:
-    """The (height, width) a zoo entry was trained at, when it says."""
-    prov = entry.provenance
-    common = (prov.get("common_input") or {}).get("image_size")
-    if common:
-        return int(common[0]), int(common[1])
-    for info in (prov.get("sources") or {}).values():
-        shape = info.get("trained_shape")
-        if shape and len(shape) == 3:
-            return int(shape[1]), int(shape[2])
-    return None
-
-
-def _resize(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(n, h, w) float images -> (n, *size), antialiased bilinear."""
-    import torch
-    import torch.nn.functional as F
-
-    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None]
-    x = F.interpolate(x, size=size, mode="bilinear", antialias=True)
-    return x[:, 0].numpy()
 
 
 def _curve_text(curve) -> str:
@@ -65,7 +40,9 @@ def _demo(args) -> int:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
+    from ..data import resize_images
     from ..estimators import OTSourceSelector, SupernetSearchClassifier
+    from ..estimators._prior import recorded_input_size
     from ..evaluation import (
         HeldOutAccuracy,
         LearningCurve,
@@ -91,9 +68,8 @@ def _demo(args) -> int:
     selector = OTSourceSelector(zoo, random_state=args.random_state).fit(Xtr, ytr)
     rank_s = time.perf_counter() - t0
     entry = selector.prior_
-    size = _prior_size(entry) or (8, 8)
-    if size != (8, 8):
-        Xtr, Xte = _resize(Xtr, size), _resize(Xte, size)
+    size = recorded_input_size(entry) or (8, 8)
+    Xtr, Xte = (resize_images(im[:, None], size)[:, 0] for im in (Xtr, Xte))
     print(
         f"skdarts demo: scikit-learn's digits, a target no zoo entry was trained "
         f"on ({len(Xtr)} training / {len(Xte)} held-out test images, 10 classes, "

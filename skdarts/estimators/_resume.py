@@ -9,14 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..search import SearchCheckpoint
+from ..search import completed_epochs, find_checkpoint
 
 __all__ = ["ResumableSearch", "completed_epochs"]
-
-
-def completed_epochs(history) -> int:
-    """Epochs that ran to their end (an interrupted one has no train_loss)."""
-    return sum(1 for row in history if "train_loss" in row)
 
 
 class ResumableSearch:
@@ -58,18 +53,8 @@ class ResumableSearch:
         if self.checkpoint_dir is None:
             return None, None
         key = self._fingerprint(images, y_enc)[:16]
-        folder = Path(self.checkpoint_dir) / f"search-{key}"
-        checkpoint = SearchCheckpoint(
-            folder,
+        return find_checkpoint(
+            Path(self.checkpoint_dir) / f"search-{key}",
+            key,
             checkpoint_every=int(self.checkpoint_every),
-            metadata={"fingerprint": key},
         )
-        if not checkpoint.path_.exists():
-            return checkpoint, None
-        state = SearchCheckpoint.load_state(checkpoint.path_)
-        if (state.get("metadata") or {}).get("fingerprint") != key:
-            raise ValueError(
-                f"The checkpoint {str(checkpoint.path_)!r} belongs to another search "
-                "(fingerprint mismatch); delete it or choose another checkpoint_dir."
-            )
-        return checkpoint, state

@@ -26,11 +26,12 @@ from ..search import (
     SearchNet,
     StablePrintLog,
     build_search_net,
+    completed_epochs,
+    fit_or_resume,
     portable_getstate,
 )
 from ..supernet import DerivedNetwork, Supernet
 from ._prior import resolve_prior
-from ._resume import completed_epochs
 
 __all__ = ["SearchTraining"]
 
@@ -174,17 +175,9 @@ class SearchTraining:
         if self.source_ is not None:
             self.net_.set_params(**self._warm_search_params())
         Xw, yw = Subset(dataset, w_idx), None
-        self.resumed_from_ = 0
         resumed = "" if state is None else f", resumed at epoch {state['epochs_done']}"
         self._announce(self._search_phase() + resumed)
-        if state is None:
-            self.net_.fit(Xw, yw)
-        else:
-            self.net_.initialize()
-            dict(self.net_.callbacks_)["search_checkpoint"].restore(self.net_, state)
-            self.resumed_from_ = int(state["epochs_done"])
-            remaining = max(self.max_epochs - self.resumed_from_, 0)
-            self.net_.partial_fit(Xw, yw, epochs=remaining)
+        self.resumed_from_ = fit_or_resume(self.net_, Xw, yw, state, self.max_epochs)
         # The arch split is data, not model state: keep it out of pickles.
         self.net_.train_split = None
         self.search_epochs_ = completed_epochs(self.net_.history)

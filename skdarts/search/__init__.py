@@ -25,7 +25,12 @@ from .callbacks import (
     NonFiniteError,
     StablePrintLog,
 )
-from .checkpoint import SearchCheckpoint
+from .checkpoint import (
+    SearchCheckpoint,
+    completed_epochs,
+    find_checkpoint,
+    fit_or_resume,
+)
 from .config import SearchConfig, build_search_net, stratified_split
 from .contracts import SearchableSupernet, unwrap_supernet
 from .net import SearchNet, portable_getstate
@@ -46,6 +51,9 @@ __all__ = [
     "SearchableSupernet",
     "StablePrintLog",
     "build_search_net",
+    "completed_epochs",
+    "find_checkpoint",
+    "fit_or_resume",
     "perturb_arch_weights",
     "portable_getstate",
     "stratified_split",

@@ -14,7 +14,7 @@ from skorch.history import History
 
 from .._files import atomic_writer
 
-__all__ = ["SearchCheckpoint"]
+__all__ = ["SearchCheckpoint", "completed_epochs", "find_checkpoint", "fit_or_resume"]
 
 
 #: Format of the file around the state: a sha256 over the serialised state.
@@ -277,3 +277,48 @@ class SearchCheckpoint(Checkpoint):
             count = torch.cuda.device_count()
             for index, rng in enumerate(state["rng_cuda"][:count]):
                 torch.cuda.set_rng_state(rng, index)
+
+
+def completed_epochs(history) -> int:
+    """Epochs that ran to their end (an interrupted one has no train_loss)."""
+    return sum(1 for row in history if "train_loss" in row)
+
+
+def find_checkpoint(
+    folder, key: str, what: str = "search", **params
+) -> tuple[SearchCheckpoint, dict | None]:
+    """The checkpoint callback for the run keyed ``key``, and its saved state.
+
+    ``folder`` holds the checkpoint; ``params`` go to :class:`SearchCheckpoint`
+    (the fingerprint is stored in its ``metadata``). Returns ``(checkpoint,
+    None)`` when nothing was saved yet. A saved state whose fingerprint is not
+    ``key`` belongs to another run: a ``ValueError`` says so (``what`` names
+    the kind of run in the message).
+    """
+    checkpoint = SearchCheckpoint(folder, metadata={"fingerprint": key}, **params)
+    if not checkpoint.path_.exists():
+        return checkpoint, None
+    state = SearchCheckpoint.load_state(checkpoint.path_)
+    if (state.get("metadata") or {}).get("fingerprint") != key:
+        raise ValueError(
+            f"The checkpoint {str(checkpoint.path_)!r} belongs to another {what} "
+            "(fingerprint mismatch); delete it or choose another checkpoint_dir."
+        )
+    return checkpoint, state
+
+
+def fit_or_resume(net, X, y, state: dict | None, max_epochs: int) -> int:
+    """``net.fit(X, y)``, or continue the saved ``state`` to ``max_epochs``.
+
+    ``net`` must carry the :class:`SearchCheckpoint` that saved ``state`` as
+    its ``search_checkpoint`` callback. Returns the epoch resumed from (0 for
+    a fresh fit).
+    """
+    if state is None:
+        net.fit(X, y)
+        return 0
+    net.initialize()
+    dict(net.callbacks_)["search_checkpoint"].restore(net, state)
+    done = int(state["epochs_done"])
+    net.partial_fit(X, y, epochs=max(max_epochs - done, 0))
+    return done

@@ -29,9 +29,11 @@ from .._device import resolve_device, rng_devices
 from ..data import as_images, channel_stats, to_host
 from ..data import parse_image_size as _check_image_size
 from ..search import (
-    SearchCheckpoint,
     SearchConfig,
     build_search_net,
+    completed_epochs,
+    find_checkpoint,
+    fit_or_resume,
     stratified_split,
 )
 from ._entry import ZooEntry, _check_name, _state_tensors
@@ -142,17 +144,9 @@ def _train(
     checkpoint = state = None
     if checkpoint_dir is not None:
         key = _checkpoint_key(parts, params, mixing, seed)
-        checkpoint = SearchCheckpoint(
-            Path(checkpoint_dir) / f"{label}-{key}", metadata={"fingerprint": key}
+        checkpoint, state = find_checkpoint(
+            Path(checkpoint_dir) / f"{label}-{key}", key, what="pretraining run"
         )
-        if checkpoint.path_.exists():
-            state = SearchCheckpoint.load_state(checkpoint.path_)
-            if (state.get("metadata") or {}).get("fingerprint") != key:
-                raise ValueError(
-                    f"The checkpoint {str(checkpoint.path_)!r} belongs to another "
-                    "pretraining run (fingerprint mismatch); delete it or choose "
-                    "another checkpoint_dir."
-                )
     rng = np.random.RandomState(seed)
     # Resolved here, in the worker: a cluster's workers may have GPUs that the
     # process calling pretrain lacks.
@@ -204,18 +198,9 @@ def _train(
             device=device,
             verbose=int(verbose),
         )
-        resumed_from = 0
-        if state is None:
-            net.fit(train_ds, None)
-        else:
-            net.initialize()
-            checkpoint.restore(net, state)
-            resumed_from = int(state["epochs_done"])
-            net.partial_fit(
-                train_ds, None, epochs=max(params["max_epochs"] - resumed_from, 0)
-            )
+        resumed_from = fit_or_resume(net, train_ds, None, state, params["max_epochs"])
     seconds = time.perf_counter() - t0
-    done = sum(1 for row in net.history if "train_loss" in row)
+    done = completed_epochs(net.history)
     if done < params["max_epochs"]:
         # skorch ends fit quietly on Ctrl-C; a half-trained supernet must not
         # become a zoo entry that looks finished.
