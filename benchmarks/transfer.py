@@ -204,27 +204,38 @@ def _search_params(cfg: dict) -> dict:
     )
 
 
-def _pretrain_multi(cache, name, datasets, search, verbose):
+def _pretrain_job(cache, name, sources, search, checkpoints):
+    """One zoo entry: a single-source supernet, or a mixture of several."""
     from skdarts.similarity import signature_fn
     from skdarts.zoo import SupernetZoo
 
     torch.set_num_threads(1)
-    SupernetZoo(cache).pretrain_mixture(
-        datasets,
-        name=name,
-        verbose=verbose,
+    zoo = SupernetZoo(cache)
+    common = dict(
+        verbose=0,
         signature_fn=signature_fn,
         overwrite=True,
+        checkpoint_dir=checkpoints,
         **search,
     )
+    if len(sources) == 1:
+        zoo.pretrain({name: next(iter(sources.values()))}, **common)
+    else:
+        zoo.pretrain_mixture(sources, name=name, **common)
     return name
 
 
 def build_zoo(cfg: dict, cache: Path, rebuild: bool, jobs: int, verbose: int):
-    """Single-source entries for every data set, one multi entry per target."""
+    """Single-source entries for every data set, one multi entry per target.
+
+    Every entry is one job with its own fixed seed, saved every epoch under
+    ``cache/checkpoints``: an interrupted build continues where it stopped
+    when run again with the same settings, and finished entries are kept.
+    The mixtures (three times a single's data) are scheduled first so the
+    two workers finish together.
+    """
     from joblib import Parallel, delayed
 
-    from skdarts.similarity import signature_fn
     from skdarts.zoo import SupernetZoo
 
     zoo = SupernetZoo(cache)
@@ -234,31 +245,32 @@ def build_zoo(cfg: dict, cache: Path, rebuild: bool, jobs: int, verbose: int):
         random_state=0,
     )
     sources = {name: load(name, "source", cfg["n_source"]) for name in DATASETS}
-    t0 = time.perf_counter()
-    todo = {n: xy for n, xy in sources.items() if rebuild or n not in zoo}
-    if todo:
-        zoo.pretrain(
-            todo,
-            n_jobs=jobs,
-            verbose=verbose,
-            signature_fn=signature_fn,
-            overwrite=True,
-            **search,
-        )
     # One mixture per left-out target (its sources are the other three), each
-    # as big as the three single sources together; run as parallel jobs.
-    multis = [
+    # as big as the three single sources together.
+    wanted = [
         (f"multi_no_{t}", {n: xy for n, xy in sources.items() if n != t})
         for t in DATASETS
-        if rebuild or f"multi_no_{t}" not in zoo
-    ]
-    if multis:
+    ] + [(n, {n: xy}) for n, xy in sources.items()]
+    todo = [(name, srcs) for name, srcs in wanted if rebuild or name not in zoo]
+    t0 = time.perf_counter()
+    if todo:
         if verbose:
-            print(f"pretraining {len(multis)} multi-dataset supernets", flush=True)
-        Parallel(n_jobs=jobs)(
-            delayed(_pretrain_multi)(cache, name, others, search, 0)
-            for name, others in multis
+            print(
+                f"pretraining {len(todo)} entries ({', '.join(n for n, _ in todo)}) "
+                f"on {jobs} worker(s); checkpoints in {cache / 'checkpoints'}",
+                flush=True,
+            )
+        done = Parallel(n_jobs=jobs, return_as="generator_unordered")(
+            delayed(_pretrain_job)(
+                cache, name, srcs, search, cache / "checkpoints"
+            )
+            for name, srcs in todo
         )
+        for name in done:
+            if verbose:
+                print(
+                    f"  {name} done ({time.perf_counter() - t0:.0f} s)", flush=True
+                )
     return SupernetZoo(cache), time.perf_counter() - t0
 
 
@@ -285,6 +297,11 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument(
+        "--pretrain-only",
+        action="store_true",
+        help="build (or finish building) the leave-one-out zoo, then stop",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="parallel runs")
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)
@@ -333,6 +350,9 @@ def main(argv=None) -> int:
         cfg["n_source"] = "(as shipped)"
     else:
         zoo, pretrain_s = build_zoo(cfg, cache, args.rebuild, args.jobs, args.verbose)
+        if args.pretrain_only:
+            print(f"zoo at {cache}: {sorted(zoo)} ({pretrain_s:.0f} s)")
+            return 0
     print(
         f"zoo at {cache}: {len(zoo)} entries ({pretrain_s:.0f} s pretraining); "
         f"images {SIZE}x{SIZE} grey, {cfg['n_source']} per source, "
