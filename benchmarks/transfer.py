@@ -225,12 +225,17 @@ def _pretrain_job(cache, name, sources, search, checkpoints):
     return name
 
 
+def _checkpoints(cache: Path) -> Path:
+    return cache.with_name(cache.name + "-checkpoints")
+
+
 def build_zoo(cfg: dict, cache: Path, rebuild: bool, jobs: int, verbose: int):
     """Single-source entries for every data set, one multi entry per target.
 
     Every entry is one job with its own fixed seed, saved every epoch under
-    ``cache/checkpoints``: an interrupted build continues where it stopped
-    when run again with the same settings, and finished entries are kept.
+    ``<cache>-checkpoints`` (beside the zoo: a folder inside it would be
+    listed as a damaged entry): an interrupted build continues where it
+    stopped when run again with the same settings; finished entries are kept.
     The mixtures (three times a single's data) are scheduled first so the
     two workers finish together.
     """
@@ -257,20 +262,16 @@ def build_zoo(cfg: dict, cache: Path, rebuild: bool, jobs: int, verbose: int):
         if verbose:
             print(
                 f"pretraining {len(todo)} entries ({', '.join(n for n, _ in todo)}) "
-                f"on {jobs} worker(s); checkpoints in {cache / 'checkpoints'}",
+                f"on {jobs} worker(s); checkpoints in {_checkpoints(cache)}",
                 flush=True,
             )
         done = Parallel(n_jobs=jobs, return_as="generator_unordered")(
-            delayed(_pretrain_job)(
-                cache, name, srcs, search, cache / "checkpoints"
-            )
+            delayed(_pretrain_job)(cache, name, srcs, search, _checkpoints(cache))
             for name, srcs in todo
         )
         for name in done:
             if verbose:
-                print(
-                    f"  {name} done ({time.perf_counter() - t0:.0f} s)", flush=True
-                )
+                print(f"  {name} done ({time.perf_counter() - t0:.0f} s)", flush=True)
     return SupernetZoo(cache), time.perf_counter() - t0
 
 

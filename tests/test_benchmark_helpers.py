@@ -1,0 +1,78 @@
+"""The benchmark scripts' own logic: derived targets and selection accounting."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import _runs  # noqa: E402
+import transfer  # noqa: E402
+import transfer_matrix  # noqa: E402
+
+needs_data = pytest.mark.skipif(
+    not DATA.is_dir(), reason=f"the shared data sets are absent (looked in {DATA})"
+)
+
+
+@needs_data
+def test_derived_targets_are_the_stated_transforms_of_their_base():
+    X, y = transfer.load("mnist_5k", "target", 120)
+    Xr, yr = _runs.load_target("mnist_rot90", 120)
+    np.testing.assert_array_equal(yr, y)
+    np.testing.assert_allclose(Xr, np.rot90(X, 1, axes=(1, 2)))
+    assert not np.allclose(Xr, X)
+
+    X, y = transfer.load("fashion_mnist", "target", 120)
+    Xi, yi = _runs.load_target("fashion_inverted", 120)
+    np.testing.assert_array_equal(yi, y)
+    np.testing.assert_allclose(Xi, 1.0 - X, atol=1e-6)
+
+    Xl, yl = _runs.load_target("letters_a_to_m", 200)
+    assert len(yl) == 200 and set(np.unique(yl)) == set(range(13))
+    assert Xl.shape == (200, 16, 16)
+
+
+def test_digits_blur_loses_detail_but_keeps_labels():
+    X, y = transfer.load("digits", "target", 100)
+    Xb, yb = _runs.load_target("digits_blur", 100)
+    np.testing.assert_array_equal(yb, y)
+    assert Xb.shape == X.shape and Xb.dtype == np.float32
+    # A 4x4 bottleneck removes the high frequencies: neighbours differ less.
+    def roughness(a):
+        return np.abs(np.diff(a, axis=2)).mean()
+
+    assert roughness(Xb) < 0.7 * roughness(X)
+
+
+def test_base_dataset_and_what_each_entry_saw():
+    assert _runs.base_dataset("mnist_rot90") == "mnist_5k"
+    assert _runs.base_dataset("digits") == "digits"
+    assert transfer_matrix._trained_on("multi_no_digits") == {
+        "fashion_mnist",
+        "mnist_5k",
+        "ocr_letters",
+    }
+    assert transfer_matrix._trained_on("ocr_letters") == {"ocr_letters"}
+
+
+def test_selection_accounting_regret_and_random_expectation():
+    dist = {"a": 0.3, "b": 0.1, "c": 0.2, "self": 0.0}
+    final = {"a": 91.0, "b": 85.0, "c": 90.5, "self": 99.0}
+    r = transfer_matrix.selection_accounting(dist, final, ["a", "b", "c"])
+    assert r["pick"] == "b" and r["oracle"] == "a"
+    assert r["regret"] == pytest.approx(6.0)
+    assert r["random_acc"] == pytest.approx((91.0 + 85.0 + 90.5) / 3)
+    assert r["random_regret"] == pytest.approx(91.0 - r["random_acc"])
+    assert not r["within_1pt"]
+    r = transfer_matrix.selection_accounting(dist, final, ["a", "c"])
+    assert r["pick"] == "c" and r["regret"] == pytest.approx(0.5)
+    assert r["within_1pt"]
+    with pytest.raises(ValueError, match="candidates"):
+        transfer_matrix.selection_accounting(dist, final, [])
