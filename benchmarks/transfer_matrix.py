@@ -164,7 +164,6 @@ def distances(zoo, cfg, target: str, seeds, embedding: str) -> dict[str, float]:
 
 
 def main(argv=None) -> int:
-    from skdarts.similarity import DEFAULT_EMBEDDING, EMBEDDINGS
     from skdarts.zoo import SupernetZoo
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -173,6 +172,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument(
+        "--runs-only",
+        action="store_true",
+        help="run (or finish) the searches and stop before the distances",
+    )
     args = parser.parse_args(argv)
     cfg = dict(transfer.PRESETS["default"])
     unknown = sorted(set(args.targets) - set(TARGETS))
@@ -191,10 +195,6 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     seeds = list(range(args.seeds))
     t0 = time.perf_counter()
-    embeddings = [e for e in EMBEDDINGS if e != DEFAULT_EMBEDDING] + [DEFAULT_EMBEDDING]
-    for e in embeddings:
-        ensure_signatures(zoo, cfg, e)
-    zoo = SupernetZoo(cache)
 
     runs = [
         (t, s, src)
@@ -211,6 +211,16 @@ def main(argv=None) -> int:
     out = Parallel(n_jobs=args.jobs, verbose=0)(
         delayed(_runs.run)(cache, cfg, t, s, src, transfer.WARM) for t, s, src in runs
     )
+    if args.runs_only:
+        print(f"{len(runs)} runs done ({time.perf_counter() - t0:.0f} s)")
+        return 0
+    from skdarts.similarity import DEFAULT_EMBEDDING, EMBEDDINGS
+
+    embeddings = [e for e in EMBEDDINGS if e != DEFAULT_EMBEDDING]
+    embeddings.append(DEFAULT_EMBEDDING)
+    for e in embeddings:
+        ensure_signatures(zoo, cfg, e)
+    zoo = SupernetZoo(cache)
     curve = {k: LearningCurve(o["accuracy"], o["seconds"]) for k, o in zip(runs, out)}
     gain, speedup, dauc, final = {}, {}, {}, {}
     for t in args.targets:

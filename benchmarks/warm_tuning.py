@@ -55,6 +55,15 @@ GRID = {
     "lr/4+warmup1": dict(
         warm_lr=LR / 4, warm_arch_warmup_epochs=1, warm_epsilon_start=0.03
     ),
+    "lr+warmup1": dict(
+        warm_lr=None, warm_arch_warmup_epochs=1, warm_epsilon_start=0.03
+    ),
+    "lr+fresh": dict(
+        warm_lr=None,
+        warm_arch_warmup_epochs=0,
+        warm_epsilon_start=0.03,
+        warm_head="fresh",
+    ),
     "lr/4+fresh": dict(
         warm_lr=LR / 4,
         warm_arch_warmup_epochs=1,
