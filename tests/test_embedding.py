@@ -311,3 +311,20 @@ def test_set_signatures_adds_an_embedding_and_keeps_the_weights(images, tmp_path
     only = zoo.set_signatures("old", {"digits": learned_}, keep_other_embeddings=False)
     assert list(only.signature_arrays()) == ["digits@supernet"]
     assert sha256_file(only.path / "weights.safetensors") == sha
+
+
+def test_shipped_zoo_holds_both_embeddings(images):
+    X, y = images
+    zoo = SupernetZoo.default()
+    for name in zoo:
+        entry = zoo[name]
+        for embedding, constants in EMBEDDINGS.items():
+            stored = entry.signature_arrays(embedding=embedding)
+            assert sorted(stored) == sorted(entry.sources), (name, embedding)
+            assert all(m["embedding"] == constants for _, m in stored.values())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sel = OTSourceSelector(zoo, embedding="supernet", random_state=0)
+        sel.fit(X[:300], y[:300])
+    assert sorted(sel.ranking_) == sorted(zoo)
+    assert sel.selected_[0] in ("mnist", "multi")  # digits: nearest to MNIST
