@@ -328,3 +328,19 @@ def test_shipped_zoo_holds_both_embeddings(images):
         sel.fit(X[:300], y[:300])
     assert sorted(sel.ranking_) == sorted(zoo)
     assert sel.selected_[0] in ("mnist", "multi")  # digits: nearest to MNIST
+
+
+def test_command_line_names_the_embeddings(images, tmp_path, capsys):
+    from skdarts.cli import main
+    from skdarts.cli.parser import EMBEDDING_NAMES
+
+    assert EMBEDDING_NAMES == tuple(sorted(EMBEDDINGS))
+    X, y = images
+    data = tmp_path / "digits.npz"
+    np.savez(data, X=X[:200], y=y[:200])
+    assert main(["zoo", "select", str(data), "--embedding", "supernet"]) == 0
+    out = capsys.readouterr().out
+    assert "embedding supernet" in out and "selected=" in out
+    with pytest.raises(SystemExit):
+        main(["zoo", "select", str(data), "--embedding", "resnet"])
+    assert "invalid choice: 'resnet'" in capsys.readouterr().err
