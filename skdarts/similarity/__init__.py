@@ -127,8 +127,8 @@ from .distances import (
     dataset_distance,
     gaussian_distances,
 )
-from .ranking import Ranking, gaussian_otdd_distances, rank_sources
 from .learned import SUPERNET_EMBEDDING, embed_images_supernet
+from .ranking import Ranking, gaussian_otdd_distances, rank_sources
 from .signature import (
     DEFAULT_EMBEDDING,
     EMBEDDING,
