@@ -156,7 +156,13 @@ def _network():
 
 def supernet_input(images: np.ndarray) -> np.ndarray:
     """Grey ``(n, 1, 16, 16)`` float32 images: the network's input before
-    standardisation (channel mean, antialiased bilinear resize)."""
+    standardisation (channel mean, antialiased bilinear resize).
+
+    Examples
+    --------
+    >>> supernet_input(np.ones((2, 3, 28, 28))).shape
+    (2, 1, 16, 16)
+    """
     images = np.asarray(images)
     if images.ndim != 4:
         raise ValueError(
@@ -169,7 +175,13 @@ def supernet_input(images: np.ndarray) -> np.ndarray:
 
 def grey_moments(grey: np.ndarray) -> tuple[float, float]:
     """Mean and standard deviation of the pixels of ``grey`` (the estimator's
-    :func:`skdarts.data.channel_stats` rule: a constant input gets 1)."""
+    :func:`skdarts.data.channel_stats` rule: a constant input gets 1).
+
+    Examples
+    --------
+    >>> grey_moments(np.array([0.0, 1.0])), grey_moments(np.zeros(3))
+    ((0.5, 0.5), (0.0, 1.0))
+    """
     mean = float(grey.mean(dtype=np.float64))
     std = float(grey.std(dtype=np.float64))
     return mean, (std if std > 1e-8 else 1.0)

@@ -1,6 +1,8 @@
-"""Dataset signatures: the fixed embedding and what a signature keeps.
+"""Dataset signatures: the embeddings and what a signature keeps.
 
-See :mod:`skdarts.similarity` for the embedding and the signature's content.
+The pixel embedding lives here, the learned one in
+:mod:`skdarts.similarity.learned`; :data:`EMBEDDINGS` names both. See
+:mod:`skdarts.similarity` for the embeddings and the signature's content.
 """
 
 from __future__ import annotations
@@ -149,7 +151,8 @@ class DatasetSignature:
     labelled : bool
         False when computed without ``y`` (one class).
     embedding : dict
-        The feature map's constants (:data:`EMBEDDING`).
+        The feature map's constants (a value of :data:`EMBEDDINGS`; by
+        default the pixel map's, :data:`EMBEDDING`).
     class_spectra : ndarray of shape (k, d)
         Square roots of each class covariance's eigenvalues, in decreasing
         order: cached (and stored) so that ranking a zoo needs no

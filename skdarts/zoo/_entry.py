@@ -181,6 +181,16 @@ class ZooEntry:
         -------
         dict
             ``{key: (arrays, meta)}``, exactly as stored.
+
+        Examples
+        --------
+        >>> from skdarts.zoo import SupernetZoo
+        >>> entry = SupernetZoo.default()["mnist"]
+        >>> sorted(entry.signature_arrays())
+        ['mnist', 'mnist@supernet']
+        >>> arrays, meta = entry.signature_arrays(embedding="supernet")["mnist"]
+        >>> meta["embedding"]["name"], arrays["points"].shape
+        ('supernet-multi-body-pooled-projection', (1000, 32))
         """
         wanted = None
         if embedding is not None:
