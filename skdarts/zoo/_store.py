@@ -25,7 +25,6 @@ import numpy as np
 from .._files import file_lock, fsync_dir, publish
 from ._entry import ZooEntry, load_supernet, save_supernet
 from ._format import (
-    _LEGACY_EMBEDDING,
     _NAME_RE,
     _OLD_PREFIX,
     _TMP_PREFIX,
@@ -406,9 +405,8 @@ class SupernetZoo:
                 given = {_embedding_tag(meta) for _, _, meta in items}
                 doc = entry.metadata.get("signatures") or {}
                 for key, (arrays, meta) in entry.signature_arrays().items():
-                    part = doc[key]
-                    if part.get("embedding", _LEGACY_EMBEDDING) not in given:
-                        items.append((part.get("source", key), arrays, meta))
+                    if _embedding_tag(meta) not in given:
+                        items.append((doc[key].get("source", key), arrays, meta))
             self._write_locked(
                 name,
                 None,
