@@ -32,6 +32,22 @@ for many epochs; a warm-started search resizes its target to the prior's
 recorded size by default (``SupernetSearchClassifier(image_size="prior")``),
 so 28x28 or 32x32 targets meet the prior at the size it was trained at.
 
+Signatures. Each entry stores, per source, a dataset signature of every
+embedding of ``skdarts.similarity.EMBEDDINGS`` (``--embedding``, default
+all: the fixed pixel projection and the shipped multi supernet's learned
+features). ``--signatures-only`` adds or recomputes the signatures of
+``--embedding`` in the finished zoo at ``--out`` without retraining or
+rewriting any weights::
+
+    python scripts/build_default_zoo.py --signatures-only --embedding supernet
+
+It rebuilds each source's images from ``--data`` as the entry's provenance
+records them (file, class subset, count, seed, resize), checks that they
+are the images the entry's stored pixel signature was computed on (the
+recomputed signature must equal it bit for bit), and stores the new
+signatures beside the others (``SupernetZoo.set_signatures``; the weights
+files are hard-linked, their sha256 unchanged, which it checks).
+
 Budget. ``--epochs`` (15) with DARTS' weight optimiser (SGD, lr 0.025,
 cosine) and the architecture optimiser's learning rate raised to
 ``--arch-lr`` (3e-3, DARTS uses 3e-4): DARTS' own search takes ~20,000
@@ -49,6 +65,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -176,6 +193,71 @@ def load_mixture(data: Path, n: int, seed: int, size: int):
     return datasets, info
 
 
+def _recorded_source(data: Path, name: str, info: dict, size: int):
+    """(X, y) of source ``name`` rebuilt as its provenance ``info`` records it."""
+    found = re.search(r"stratified random (\d+) of .*\(seed (\d+)\)", info["subset"])
+    if found is None:
+        raise ValueError(f"{name}: no count and seed in its subset {info['subset']!r}")
+    n, seed = int(found.group(1)), int(found.group(2))
+    if name in SINGLES:
+        X, y, _ = _raw(data, name, n, seed)
+    elif name in DERIVED:
+        X, y, _ = derived_task(data, name, n, seed - 1)  # it adds 1 itself
+    else:
+        raise ValueError(f"unknown source {name!r} in the zoo's provenance")
+    return resize_uint8(X, (size, size)), y
+
+
+def add_signatures(zoo_path: Path, data: Path, embeddings) -> int:
+    """``--signatures-only``: store ``embeddings``' signatures in every entry."""
+    from skdarts._files import sha256_file
+    from skdarts.similarity import signature_fn
+
+    zoo = SupernetZoo(zoo_path)
+    had_lock = (zoo_path / ".lock").exists()
+    for name in zoo:
+        entry = zoo[name]
+        weights = entry.path / "weights.safetensors"
+        sha = sha256_file(weights)
+        stored = entry.signature_arrays(embedding="pixels")
+        new = {}
+        for source, info in entry.provenance["sources"].items():
+            start = time.perf_counter()
+            size = int(info["trained_shape"][-1])
+            X, y = _recorded_source(data, source, info, size)
+            arrays, meta = signature_fn(X, y)
+            old_arrays, old_meta = stored[source]
+            same = meta == old_meta and all(
+                np.array_equal(arrays[k], old_arrays[k]) for k in old_arrays
+            )
+            if not same:
+                print(
+                    f"{name}/{source}: the rebuilt images are not those its stored "
+                    "signature was computed on; nothing written",
+                    file=sys.stderr,
+                )
+                return 1
+            new[source] = [
+                (arrays, meta) if e == "pixels" else signature_fn(X, y, embedding=e)
+                for e in embeddings
+            ]
+            print(
+                f"{name}/{source}: {len(X)} images, {', '.join(embeddings)} "
+                f"({time.perf_counter() - start:.1f} s)",
+                flush=True,
+            )
+        entry = zoo.set_signatures(name, new)
+        if sha256_file(entry.path / "weights.safetensors") != sha:
+            print(f"{name}: its weights changed", file=sys.stderr)
+            return 1
+        print(f"{name}: signatures {sorted(entry.signature_arrays())}", flush=True)
+    if not had_lock:
+        (zoo_path / ".lock").unlink(missing_ok=True)
+    total = sum(p.stat().st_size for p in zoo_path.rglob("*") if p.is_file())
+    print(f"total {total} bytes")
+    return 0
+
+
 def machine() -> dict:
     return {
         "platform": platform.platform(),
@@ -246,6 +328,19 @@ def main(argv=None) -> int:
         "--fresh", action="store_true", help="discard a previous unfinished build"
     )
     parser.add_argument("--verbose", type=int, default=2)
+    parser.add_argument(
+        "--embedding",
+        nargs="+",
+        default=None,
+        help="embeddings whose signatures are stored (default: all of "
+        "skdarts.similarity.EMBEDDINGS)",
+    )
+    parser.add_argument(
+        "--signatures-only",
+        action="store_true",
+        help="add the --embedding signatures to the finished zoo at --out "
+        "(no training; weights untouched)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.n_per_source, args.multi_n_per_task, args.epochs = 200, 100, 1
@@ -253,9 +348,18 @@ def main(argv=None) -> int:
         print(f"no data folder at {args.data}; pass --data", file=sys.stderr)
         return 2
 
-    from skdarts.similarity import signature_fn
+    from skdarts.similarity import EMBEDDINGS, make_signature_fn
 
+    embeddings = args.embedding or sorted(EMBEDDINGS)
+    unknown = sorted(set(embeddings) - set(EMBEDDINGS))
+    if unknown:
+        parser.error(
+            f"--embedding: unknown {unknown}; choose among {sorted(EMBEDDINGS)}"
+        )
     torch.set_num_threads(args.threads)
+    if args.signatures_only:
+        return add_signatures(args.out, args.data, embeddings)
+    signature_fn = make_signature_fn(embeddings)
     build = args.out.parent / (args.out.name + ".building")
     if args.fresh:
         shutil.rmtree(build, ignore_errors=True)

@@ -22,6 +22,32 @@ def _device_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+#: The names of ``skdarts.similarity.EMBEDDINGS`` (spelled out: building the
+#: parser imports no torch; a test keeps the two equal).
+EMBEDDING_NAMES = ("pixels", "supernet")
+
+
+def _embedding_option(p: argparse.ArgumentParser, several: bool = False) -> None:
+    if several:
+        p.add_argument(
+            "--embedding",
+            nargs="+",
+            choices=EMBEDDING_NAMES,
+            default=None,
+            help="embeddings of the stored dataset signatures (default: all: "
+            f"{' '.join(EMBEDDING_NAMES)})",
+        )
+        return
+    p.add_argument(
+        "--embedding",
+        choices=EMBEDDING_NAMES,
+        default=None,
+        help="feature map of the dataset signatures compared: pixels (fixed "
+        "projection of raw pixels) or supernet (features of the shipped "
+        "multi-dataset supernet); default: skdarts.similarity.DEFAULT_EMBEDDING",
+    )
+
+
 def _common(p: argparse.ArgumentParser, verbose: int = 1) -> None:
     p.add_argument("--random-state", type=int, default=0, help="seed (default 0)")
     p.add_argument(
@@ -102,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.2,
         help="holdout fraction for the report (0.2; 0 uses all for training)",
     )
+    _embedding_option(search)
     _common(search)
     _device_option(search)
     search.set_defaults(func=_search)
@@ -150,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     zb.add_argument("--n-jobs", type=int, default=None, help="parallel sources")
     zb.add_argument("--overwrite", action="store_true", help="replace entries")
+    _embedding_option(zb, several=True)
     _common(zb)
     _device_option(zb)
     zb.set_defaults(func=_zoo_build)
@@ -173,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     zsel.add_argument("--n-sources", type=int, default=1, help="entries selected (1)")
     zsel.add_argument("--top", type=int, default=10, help="entries printed (10)")
     zsel.add_argument("--image-size", help="resize folder images: N or HxW")
+    _embedding_option(zsel)
     _common(zsel, verbose=0)
     zsel.set_defaults(func=_zoo_select)
     return parser

@@ -62,8 +62,12 @@ def _search(args) -> int:
     model = clf
     if not args.scratch:
         estimators = _optional("estimators", "warm start from the zoo")
+        embedding = {"embedding": args.embedding} if args.embedding else {}
         selector = estimators.OTSourceSelector(
-            _open_zoo(args.zoo), image_shape=shape, random_state=args.random_state
+            _open_zoo(args.zoo),
+            image_shape=shape,
+            random_state=args.random_state,
+            **embedding,
         )
         model = make_pipeline(selector, clf)
     _say(

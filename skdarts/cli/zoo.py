@@ -115,7 +115,9 @@ def _zoo_build(args) -> int:
     params = dict(
         max_epochs=args.epochs,
         random_state=args.random_state,
-        signature_fn=similarity.signature_fn,
+        signature_fn=similarity.make_signature_fn(
+            args.embedding or sorted(similarity.EMBEDDINGS)
+        ),
         overwrite=args.overwrite,
         verbose=args.verbose,
         device=device,
@@ -143,6 +145,7 @@ def _zoo_select(args) -> int:
     X, y, shape = _load_data(args.data, image_size=_image_size(args.image_size))
     zoo = _open_zoo(args.zoo)
     estimators = _optional("estimators", "source selection")
+    embedding = {"embedding": args.embedding} if args.embedding else {}
     sel = estimators.OTSourceSelector(
         zoo,
         n_sources=args.n_sources,
@@ -150,8 +153,12 @@ def _zoo_select(args) -> int:
         image_shape=shape,
         random_state=args.random_state,
         verbose=args.verbose,
+        **embedding,
     ).fit(X, y)
-    print(f"nearest zoo entries to {args.data} ({args.method}):")
+    print(
+        f"nearest zoo entries to {args.data} ({args.method}, embedding "
+        f"{sel.embedding}):"
+    )
     proxy = getattr(sel, "proxy_distances_", None)
     for i, (name, dist) in enumerate(zip(sel.ranking_, sel.distances_)):
         if i >= args.top:

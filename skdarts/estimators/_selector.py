@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import numbers
 import os
 import warnings
@@ -17,7 +18,8 @@ from tqdm.auto import tqdm
 
 from ..data import to_host
 from ..similarity import (
-    EMBEDDING,
+    DEFAULT_EMBEDDING,
+    EMBEDDINGS,
     METHODS,
     DatasetSignature,
     compute_signature,
@@ -27,6 +29,33 @@ from ._handoff import split_handoff, with_prior
 from ._signature_inputs import is_file_or_dataset_input, read_signature_images
 
 __all__ = ["OTSourceSelector"]
+
+
+def _stored_signatures(entry, embedding: str) -> dict:
+    """``{source: (arrays, meta)}`` an entry holds for ``embedding``.
+
+    A :class:`~skdarts.zoo.ZooEntry` selects them itself; an entry of a
+    duck-typed zoo whose ``signature_arrays()`` takes no ``embedding`` gives
+    all of its signatures, filtered by their recorded feature map afterwards.
+    """
+    method = entry.signature_arrays
+    try:
+        params = inspect.signature(method).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: no keywords known
+        params = {}
+    if "embedding" in params or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+    ):
+        return method(embedding=embedding)
+    return method()
+
+
+def _holds_signatures(entry, stored: dict) -> bool:
+    """Whether ``entry`` stores any signature at all (of any embedding)."""
+    doc = getattr(entry, "metadata", None)
+    if isinstance(doc, dict) and "signatures" in doc:
+        return bool(doc["signatures"])
+    return bool(stored)  # a duck-typed entry gave all it has
 
 
 def _check_zoo(zoo) -> None:
@@ -83,6 +112,14 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
     image_shape : tuple of int, optional
         How to reshape flat input rows ``(n, features)`` into images:
         ``(h, w)`` or ``(c, h, w)``. It never resamples.
+    embedding : {"pixels", "supernet"}, default="pixels"
+        The feature map of the signatures compared
+        (:data:`skdarts.similarity.EMBEDDINGS`): ``"pixels"``, a fixed
+        projection of raw pixels, or ``"supernet"``, pooled features of the
+        shipped multi-dataset supernet. The target's signature is computed
+        with it, and only the zoo's signatures of that embedding (and of the
+        same version of it) are used; the shipped zoo holds both. The default
+        is :data:`skdarts.similarity.DEFAULT_EMBEDDING`.
     random_state : int, RandomState instance or None, default=None
         Seeds the target's subsample and the distances' subsamples.
     verbose : int, default=0
@@ -115,13 +152,19 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
     >>> class Entry:
     ...     def __init__(self, name, sigs): self.name, self.sigs = name, sigs
     ...     def signature_arrays(self): return self.sigs
-    >>> zoo = {"digits": Entry("digits", {"d": signature_fn(X[:900], y[:900])}),
-    ...        "inverted": Entry("inverted", {"i": signature_fn(16 - X, y)})}
-    >>> sel = OTSourceSelector(zoo, random_state=0).fit(X[900:], y[900:])
+    >>> def sigs(source, X, y):  # one signature per embedding
+    ...     pixels, learned = signature_fn(X, y, embedding=["pixels", "supernet"])
+    ...     return {source: pixels, source + "@supernet": learned}
+    >>> zoo = {"digits": Entry("digits", sigs("d", X[:500], y[:500])),
+    ...        "inverted": Entry("inverted", sigs("i", 16 - X[:500], y[:500]))}
+    >>> sel = OTSourceSelector(zoo, random_state=0).fit(X[900:1200], y[900:1200])
     >>> sel.ranking_
     ['digits', 'inverted']
     >>> sel.transform(X[:2]).prior.name
     'digits'
+    >>> sel = OTSourceSelector(zoo, embedding="supernet", random_state=0)
+    >>> sel.fit(X[900:1200], y[900:1200]).ranking_
+    ['digits', 'inverted']
     """
 
     _parameter_constraints: dict = {
@@ -131,6 +174,7 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
         "shortlist": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "max_points": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "image_shape": [tuple, list, None],
+        "embedding": [StrOptions(set(EMBEDDINGS))],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -143,6 +187,7 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
         shortlist: int | None = 10,
         max_points: int | None = 200,
         image_shape: tuple | None = None,
+        embedding: str = DEFAULT_EMBEDDING,
         random_state: Any = None,
         verbose: int = 0,
     ):
@@ -152,6 +197,7 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
         self.shortlist = shortlist
         self.max_points = max_points
         self.image_shape = image_shape
+        self.embedding = embedding
         self.random_state = random_state
         self.verbose = verbose
 
@@ -164,15 +210,22 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
     # -- reading the zoo ----------------------------------------------------
 
     def _load_signatures(self):
-        """``[(entry name, source name, DatasetSignature), ...]`` of usable ones."""
+        """``[(entry name, source name, DatasetSignature), ...]`` of usable ones.
+
+        Usable: computed with this selector's embedding, same version (its
+        constants equal :data:`~skdarts.similarity.EMBEDDINGS`'s).
+        """
         _check_zoo(self.zoo)
+        constants = EMBEDDINGS[self.embedding]
         rows, unusable = [], []
         names = list(self.zoo)
+        n_other = 0  # entries holding signatures of other embeddings only
         for name in tqdm(
             names, desc="reading signatures", disable=self.verbose <= 0, leave=False
         ):
             try:
-                stored = self.zoo[name].signature_arrays()
+                entry = self.zoo[name]
+                stored = _stored_signatures(entry, self.embedding)
                 sigs = [
                     (src, DatasetSignature.from_arrays(arrays, meta))
                     for src, (arrays, meta) in stored.items()
@@ -180,19 +233,45 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
             except Exception as exc:  # one bad entry harms no other
                 unusable.append(f"{name} ({type(exc).__name__}: {exc})")
                 continue
-            if not sigs:
+            same_map = [
+                (s, sig)
+                for s, sig in sigs
+                if sig.embedding.get("name") == constants["name"]
+            ]
+            usable = [(s, sig) for s, sig in same_map if sig.embedding == constants]
+            if same_map and not usable:
+                unusable.append(
+                    f"{name} (its embedding={self.embedding!r} signatures were "
+                    "computed with another version of that feature map; recompute "
+                    "them)"
+                )
+            elif not usable and not _holds_signatures(entry, stored):
                 unusable.append(f"{name} (no signatures stored)")
-            sigs = [(s, sig) for s, sig in sigs if sig.embedding == EMBEDDING]
-            if stored and not sigs:
-                unusable.append(f"{name} (no signature of the current feature map)")
-            rows.extend((name, src, sig) for src, sig in sigs)
+            elif not usable:
+                n_other += 1
+                unusable.append(
+                    f"{name} (no signatures of embedding={self.embedding!r}, only of "
+                    "other embeddings)"
+                )
+            rows.extend((name, src, sig) for src, sig in usable)
         self._unusable = unusable
         if not rows:
             self._warn_unusable()
             raise ValueError(
-                f"the zoo ({len(names)} entries) holds no usable dataset signature; "
-                "store signatures with zoo.set_signatures(name, {source: "
-                "skdarts.similarity.signature_fn(X, y)})."
+                f"the zoo ({len(names)} entries) holds no usable dataset signature "
+                f"of embedding={self.embedding!r} (accepted embeddings: "
+                f"{sorted(EMBEDDINGS)}). Compute them: for the shipped zoo "
+                "`python scripts/build_default_zoo.py --signatures-only "
+                f"--embedding {self.embedding}`; for a zoo of your own, "
+                "zoo.set_signatures(name, {source: skdarts.similarity."
+                f"signature_fn(X, y, embedding={self.embedding!r})}}) for each "
+                "entry and source (other embeddings' signatures are kept)"
+                + (
+                    f"; or pass another embedding ({n_other} entries hold "
+                    "signatures of other embeddings only)."
+                    if n_other
+                    else "."
+                )
             )
         return rows
 
@@ -250,7 +329,11 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
                 )
         seed = int(rng.randint(np.iinfo(np.int32).max))
         self.target_signature_ = compute_signature(
-            Xv, y, image_shape=self.image_shape, random_state=seed
+            Xv,
+            y,
+            image_shape=self.image_shape,
+            random_state=seed,
+            embedding=self.embedding,
         )
         rows = self._load_signatures()
         n_entries = len({name for name, _, _ in rows})

@@ -4,28 +4,48 @@ A :class:`DatasetSignature` summarises a labelled image dataset in a few
 hundred kilobytes, whatever its size, so that datasets can be compared (and a
 zoo of pretrained supernets ranked) without the data being present.
 
-Embedding
----------
-Every image is mapped to ``R^d`` (``d = 32`` by default) by a feature map that
-depends on nothing but fixed constants, never on the dataset:
+Embeddings
+----------
+Two feature maps are available (:data:`EMBEDDINGS`), chosen by name wherever
+signatures are computed or compared (``embedding=`` of
+:func:`compute_signature`, :func:`signature_fn`, :func:`make_signature_fn`
+and :class:`~skdarts.OTSourceSelector`; :data:`DEFAULT_EMBEDDING` where none
+is named). Both give ``d = 32``. A signature records its map's constants
+(``signature.embedding``), and signatures of different maps, or of different
+versions of one, are never compared: the distances refuse them, and the
+selector uses only the zoo's signatures of its own embedding.
 
-1. channels averaged to grey, resized to ``16 x 16`` (bilinear, antialiased);
-2. per-image standardisation (zero mean, unit variance over its pixels), which
-   removes brightness, contrast and the pixel scale (8-bit, 16-bit, floats);
-3. a fixed Gaussian random projection ``R`` of shape ``(256, d)``, entries
-   ``N(0, 1/d)``, drawn from ``numpy.random.RandomState(0)``, whose stream is
-   frozen by NumPy's compatibility policy (NEP 19), so that signatures stored
-   in a zoo stay comparable across versions.
+``"pixels"`` (:func:`embed_images`, :data:`EMBEDDING`)
+    Raw pixels, by a map that depends on nothing but fixed constants:
 
-Why this map: the OTDD paper computes its distance on raw pixels for the
-*NIST family of datasets (Alvarez-Melis & Fusi, 2020, Sec. 6), and a random
-Gaussian projection preserves all pairwise squared Euclidean distances up to a
-factor ``1 +/- eps`` with high probability (Johnson & Lindenstrauss, 1984;
-Dasgupta & Gupta, 2003), so the ground cost ``||x - x'||^2`` is kept while the
-dimension, and with it the covariances and the cost of every distance, stays
-small. Pretrained CNN features (the ImageNet ResNet-18 of the supernet paper)
-cannot be downloaded here, and features of a supernet from the zoo would make
-signatures depend on which supernet computed them.
+    1. channels averaged to grey, resized to ``16 x 16`` (bilinear,
+       antialiased);
+    2. per-image standardisation (zero mean, unit variance over its pixels),
+       which removes brightness, contrast and the pixel scale (8-bit, 16-bit,
+       floats);
+    3. a fixed Gaussian random projection ``R`` of shape ``(256, d)``, entries
+       ``N(0, 1/d)``, drawn from ``numpy.random.RandomState(0)``, whose stream
+       is frozen by NumPy's compatibility policy (NEP 19), so that signatures
+       stored in a zoo stay comparable across versions.
+
+    Why this map: the OTDD paper computes its distance on raw pixels for the
+    *NIST family of datasets (Alvarez-Melis & Fusi, 2020, Sec. 6), and a
+    random Gaussian projection preserves all pairwise squared Euclidean
+    distances up to a factor ``1 +/- eps`` with high probability (Johnson &
+    Lindenstrauss, 1984; Dasgupta & Gupta, 2003), so the ground cost
+    ``||x - x'||^2`` is kept while the dimension, and with it the covariances
+    and the cost of every distance, stays small.
+
+``"supernet"`` (:func:`embed_images_supernet`, :data:`SUPERNET_EMBEDDING`)
+    Learned features: the pooled output of the last cell of the shipped
+    multi-dataset supernet's body (``SupernetZoo.default()["multi"]``, frozen,
+    in evaluation mode), fed the images as a search warm-started from it
+    would be (grey, ``16 x 16``, standardised with the dataset's pixel mean
+    and standard deviation), then a fixed scaled Gaussian projection from 128
+    to 32 dimensions. It records the sha256 of the weights it uses. Pretrained
+    ImageNet features (the ResNet-18 of the supernet paper) cannot be
+    downloaded here; this network ships with skdarts. The map, and why it is
+    built so: :mod:`skdarts.similarity.learned`.
 
 What a signature keeps
 ----------------------
@@ -89,8 +109,9 @@ References
 
 Modules
 -------
-* :mod:`skdarts.similarity.signature` - the embedding and
-  :class:`DatasetSignature`;
+* :mod:`skdarts.similarity.signature` - the pixel embedding, the registry of
+  embeddings and :class:`DatasetSignature`;
+* :mod:`skdarts.similarity.learned` - the learned (``"supernet"``) embedding;
 * :mod:`skdarts.similarity.distances` - :func:`dataset_distance` and its
   building blocks;
 * :mod:`skdarts.similarity.ranking` - :func:`rank_sources` and its stage-1
@@ -106,28 +127,39 @@ from .distances import (
     dataset_distance,
     gaussian_distances,
 )
+from .learned import SUPERNET_EMBEDDING, embed_images_supernet
 from .ranking import Ranking, gaussian_otdd_distances, rank_sources
 from .signature import (
+    DEFAULT_EMBEDDING,
     EMBEDDING,
+    EMBEDDINGS,
     DatasetSignature,
     _subsample,  # noqa: F401  (benchmarks/selection.py uses it)
+    check_embedding,
     compute_signature,
     embed_images,
+    make_signature_fn,
     signature_fn,
 )
 
 __all__ = [
+    "DEFAULT_EMBEDDING",
     "EMBEDDING",
+    "EMBEDDINGS",
     "METHODS",
+    "SUPERNET_EMBEDDING",
     "DatasetSignature",
     "Ranking",
     "bures_wasserstein_squared",
+    "check_embedding",
     "class_costs",
     "compute_signature",
     "dataset_distance",
     "embed_images",
+    "embed_images_supernet",
     "gaussian_distances",
     "gaussian_otdd_distances",
+    "make_signature_fn",
     "rank_sources",
     "signature_fn",
 ]

@@ -1,10 +1,13 @@
-"""Dataset signatures: the fixed embedding and what a signature keeps.
+"""Dataset signatures: the embeddings and what a signature keeps.
 
-See :mod:`skdarts.similarity` for the embedding and the signature's content.
+The pixel embedding lives here, the learned one in
+:mod:`skdarts.similarity.learned`; :data:`EMBEDDINGS` names both. See
+:mod:`skdarts.similarity` for the embeddings and the signature's content.
 """
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,16 +18,31 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils import check_random_state
 
-from ..data import as_images, to_host
+from ..data import as_images, pixel_divisor, to_host
+from .learned import SUPERNET_EMBEDDING, embed_images_supernet, grey_moments
+from .learned import supernet_input as _supernet_input
 
-#: The feature map's constants; a signature records them and only signatures
-#: with equal constants can be compared.
+#: The pixel feature map's constants; a signature records them and only
+#: signatures with equal constants can be compared.
 EMBEDDING: dict[str, Any] = {
     "name": "grey-resize-standardise-gaussian-projection",
     "size": 16,
     "n_components": 32,
     "seed": 0,
 }
+
+#: Every feature map by its public name, with its constants: ``"pixels"``
+#: (:func:`embed_images`, fixed and data-free) and ``"supernet"``
+#: (:func:`~skdarts.similarity.learned.embed_images_supernet`, the shipped
+#: multi-dataset supernet's pooled features).
+EMBEDDINGS: dict[str, dict[str, Any]] = {
+    "pixels": EMBEDDING,
+    "supernet": SUPERNET_EMBEDDING,
+}
+
+#: The embedding used where none is named (signatures, the zoo's pretraining,
+#: :class:`~skdarts.OTSourceSelector`).
+DEFAULT_EMBEDDING = "pixels"
 
 _FORMAT = "skdarts.dataset_signature"
 _VERSION = 1
@@ -133,7 +151,8 @@ class DatasetSignature:
     labelled : bool
         False when computed without ``y`` (one class).
     embedding : dict
-        The feature map's constants (:data:`EMBEDDING`).
+        The feature map's constants (a value of :data:`EMBEDDINGS`; by
+        default the pixel map's, :data:`EMBEDDING`).
     class_spectra : ndarray of shape (k, d)
         Square roots of each class covariance's eigenvalues, in decreasing
         order: cached (and stored) so that ranking a zoo needs no
@@ -301,6 +320,27 @@ def _seed(random_state) -> int:
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
 
 
+def check_embedding(embedding) -> str:
+    """Return ``embedding`` if it names a feature map of :data:`EMBEDDINGS`.
+
+    Raises ValueError naming the value given and the names accepted.
+
+    Examples
+    --------
+    >>> check_embedding("supernet")
+    'supernet'
+    >>> check_embedding("resnet")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: embedding must be one of ['pixels', 'supernet']; got 'resnet'.
+    """
+    if not isinstance(embedding, str) or embedding not in EMBEDDINGS:
+        raise ValueError(
+            f"embedding must be one of {sorted(EMBEDDINGS)}; got {embedding!r}."
+        )
+    return embedding
+
+
 def compute_signature(
     X,
     y=None,
@@ -309,6 +349,7 @@ def compute_signature(
     image_shape: Sequence[int] | None = None,
     random_state: int | np.random.RandomState | None = 0,
     chunk_size: int = 4096,
+    embedding: str = DEFAULT_EMBEDDING,
 ) -> DatasetSignature:
     """Signature of the dataset ``(X, y)``: embedded class moments and points.
 
@@ -330,6 +371,13 @@ def compute_signature(
     random_state : int, RandomState or None, default=0
         Seeds the subsample (the feature map itself is fixed).
     chunk_size : int, default=4096
+    embedding : {"pixels", "supernet"}, default="pixels"
+        The feature map (:data:`EMBEDDINGS`): ``"pixels"``, the fixed
+        projection of raw pixels (:func:`embed_images`), or ``"supernet"``,
+        the pooled features of the shipped multi-dataset supernet
+        (:func:`~skdarts.similarity.embed_images_supernet`; its pixel divisor
+        and pixel moments are those of the whole of ``X``, computed in a
+        first pass). Signatures of different embeddings cannot be compared.
 
     Returns
     -------
@@ -342,10 +390,14 @@ def compute_signature(
     >>> sig = compute_signature(X, y, max_points=100)
     >>> sig.n_classes, sig.n_samples, sig.nbytes < 100_000
     (10, 1797, True)
+    >>> learned = compute_signature(X[:200], y[:200], embedding="supernet")
+    >>> learned.embedding["name"], learned.points.shape
+    ('supernet-multi-body-pooled-projection', (200, 32))
     """
 
     max_points = _check_int(max_points, "max_points", 1)
     chunk_size = _check_int(chunk_size, "chunk_size", 1)
+    constants = EMBEDDINGS[check_embedding(embedding)]
     X = to_host(X)
     if isinstance(X, (str, bytes)):
         raise TypeError(f"X must be an array of images; got the string {X!r}.")
@@ -369,15 +421,16 @@ def compute_signature(
     k = int(codes.max()) + 1
     rng = check_random_state(random_state)
     keep = np.sort(rng.choice(n, size=min(n, max_points), replace=False))
+    embed = _chunk_embedder(X, embedding, image_shape, chunk_size)
 
-    d = EMBEDDING["n_components"]
+    d = constants["n_components"]
     sums = np.zeros((k, d))
     outer = np.zeros((k, d, d))
     counts = np.bincount(codes, minlength=k).astype(np.int64)
     points = np.empty((len(keep), d))
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
-        Z = embed_images(as_images(X[start:stop], image_shape=image_shape))
+        Z = embed(start, stop)
         c = codes[start:stop]
         np.add.at(sums, c, Z)
         for cls in np.unique(c):
@@ -401,22 +454,72 @@ def compute_signature(
         cov=_symmetrise(cov) + ridge,
         n_samples=n,
         labelled=labelled,
-        embedding=dict(EMBEDDING),
+        embedding=dict(constants),
     )
     # Round to the stored precision so that a signature measures the same
     # before and after a trip through the zoo.
     return DatasetSignature.from_arrays(sig.to_arrays(), sig.to_meta())
 
 
+def _chunk_embedder(X: np.ndarray, embedding: str, image_shape, chunk_size: int):
+    """``embed(start, stop)``: the embedded images ``X[start:stop]``.
+
+    The pixel map embeds each image alone. The supernet map scales the whole
+    of ``X`` by one divisor (as the estimator's ``input_scale_``) and
+    standardises it with the moments of all its grey pixels, gathered here in
+    a first pass over the chunks (memory stays bounded).
+    """
+    if embedding == "pixels":
+        return lambda start, stop: embed_images(
+            as_images(X[start:stop], image_shape=image_shape)
+        )
+    divisor = pixel_divisor(X)
+
+    def grey(start, stop):
+        images = as_images(X[start:stop], image_shape=image_shape, scale=divisor)
+        return _supernet_input(images)
+
+    total = total_sq = 0.0
+    count = 0
+    for start in range(0, len(X), chunk_size):
+        g = grey(start, min(start + chunk_size, len(X)))
+        total += float(g.sum(dtype=np.float64))
+        total_sq += float(np.square(g, dtype=np.float64).sum())
+        count += g.size
+    if len(X) <= chunk_size:
+        # One chunk: the estimator's own numbers, and no second resize.
+        stats = grey_moments(g)
+        return lambda start, stop: embed_images_supernet(g[start:stop], stats=stats)
+    mean = total / count
+    std = float(np.sqrt(max(total_sq / count - mean * mean, 0.0)))
+    stats = (mean, std if std > 1e-8 else 1.0)
+    return lambda start, stop: embed_images_supernet(grey(start, stop), stats=stats)
+
+
 def _symmetrise(c: np.ndarray) -> np.ndarray:
     return 0.5 * (c + np.swapaxes(c, -1, -2))
 
 
-def signature_fn(X, y=None) -> tuple[dict[str, np.ndarray], dict]:
+def signature_fn(
+    X, y=None, *, embedding: str | Sequence[str] = DEFAULT_EMBEDDING
+) -> tuple[dict[str, np.ndarray], dict] | list[tuple[dict[str, np.ndarray], dict]]:
     """``(arrays, meta)`` of :func:`compute_signature` with its defaults.
 
     The callable the zoo's pretraining takes (``signature_fn=``) to store each
-    source's signature.
+    source's signature; :func:`make_signature_fn` gives one for another
+    embedding.
+
+    Parameters
+    ----------
+    X, y
+        As in :func:`compute_signature`.
+    embedding : str or sequence of str, default="pixels"
+        A name of :data:`EMBEDDINGS`; a sequence of names gives a list of
+        pairs, one per embedding (the zoo stores them all).
+
+    Returns
+    -------
+    (arrays, meta) or list of (arrays, meta)
 
     Examples
     --------
@@ -425,9 +528,56 @@ def signature_fn(X, y=None) -> tuple[dict[str, np.ndarray], dict]:
     >>> arrays, meta = signature_fn(X[:100], y[:100])
     >>> sorted(arrays)[:3], meta["n_samples"]
     (['class_counts', 'class_covs', 'class_means'], 100)
+    >>> both = signature_fn(X[:100], y[:100], embedding=["pixels", "supernet"])
+    >>> [meta["embedding"]["name"] for _, meta in both]
+    ['grey-resize-standardise-gaussian-projection', \
+'supernet-multi-body-pooled-projection']
     """
-    sig = compute_signature(X, y)
+    if not isinstance(embedding, str) and isinstance(embedding, Sequence):
+        names = [check_embedding(e) for e in embedding]
+        if not names:
+            raise ValueError("embedding must name at least one embedding; got [].")
+        return [signature_fn(X, y, embedding=e) for e in names]
+    sig = compute_signature(X, y, embedding=check_embedding(embedding))
     return sig.to_arrays(), sig.to_meta()
+
+
+def make_signature_fn(embedding: str | Sequence[str] = DEFAULT_EMBEDDING):
+    """:func:`signature_fn` for ``embedding``, as the zoo's ``signature_fn=``.
+
+    A :func:`functools.partial` (picklable, so pretraining in worker
+    processes can use it).
+
+    Parameters
+    ----------
+    embedding : str or sequence of str, default="pixels"
+        Names of :data:`EMBEDDINGS`; several store one signature per
+        embedding for each source.
+
+    Returns
+    -------
+    callable ``(X, y) -> (arrays, meta)`` (a list of them for several)
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> X, y = load_digits(return_X_y=True)
+    >>> fn = make_signature_fn("supernet")
+    >>> arrays, meta = fn(X[:50], y[:50])
+    >>> meta["embedding"]["name"]
+    'supernet-multi-body-pooled-projection'
+    >>> make_signature_fn("resnet")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: embedding must be one of ['pixels', 'supernet']; got 'resnet'.
+    """
+    if isinstance(embedding, str) or not isinstance(embedding, Sequence):
+        check_embedding(embedding)
+    else:
+        embedding = [check_embedding(e) for e in embedding]
+        if not embedding:
+            raise ValueError("embedding must name at least one embedding; got [].")
+    return functools.partial(signature_fn, embedding=embedding)
 
 
 # -- distances ---------------------------------------------------------------

@@ -162,8 +162,41 @@ class ZooEntry:
             ) from None
         return module
 
-    def signature_arrays(self) -> dict[str, tuple[dict[str, np.ndarray], dict]]:
-        """Per source: ``(arrays, meta)`` exactly as stored; ``{}`` when none."""
+    def signature_arrays(
+        self, embedding: str | None = None
+    ) -> dict[str, tuple[dict[str, np.ndarray], dict]]:
+        """Stored dataset signatures as ``(arrays, meta)`` pairs; ``{}`` when none.
+
+        Parameters
+        ----------
+        embedding : str, optional
+            A name of :data:`skdarts.similarity.EMBEDDINGS` (``"pixels"``,
+            ``"supernet"``): that embedding's signatures only, keyed by
+            source (a signature belongs to the embedding its meta names,
+            whatever its version). None: every stored signature, keyed as
+            stored (the source's name, or ``"<source>@<embedding>"`` for
+            embeddings other than the pixel one; see :mod:`skdarts.zoo`).
+
+        Returns
+        -------
+        dict
+            ``{key: (arrays, meta)}``, exactly as stored.
+
+        Examples
+        --------
+        >>> from skdarts.zoo import SupernetZoo
+        >>> entry = SupernetZoo.default()["mnist"]
+        >>> sorted(entry.signature_arrays())
+        ['mnist', 'mnist@supernet']
+        >>> arrays, meta = entry.signature_arrays(embedding="supernet")["mnist"]
+        >>> meta["embedding"]["name"], arrays["points"].shape
+        ('supernet-multi-body-pooled-projection', (1000, 32))
+        """
+        wanted = None
+        if embedding is not None:
+            from ..similarity import EMBEDDINGS, check_embedding
+
+            wanted = EMBEDDINGS[check_embedding(embedding)]["name"]
         sig_doc = self.metadata.get("signatures") or {}
         if not sig_doc:
             return {}
@@ -177,9 +210,15 @@ class ZooEntry:
         try:
             flat = safetensors.numpy.load(data)
             out = {}
-            for source, part in sig_doc.items():
-                arrays = {aname: flat[key] for aname, key in part["arrays"].items()}
-                out[source] = (arrays, copy.deepcopy(dict(part["meta"])))
+            for key, part in sig_doc.items():
+                meta = dict(part["meta"])
+                if wanted is not None:
+                    recorded = meta.get("embedding")
+                    if not isinstance(recorded, dict) or recorded.get("name") != wanted:
+                        continue
+                    key = part.get("source", key)
+                arrays = {aname: flat[fkey] for aname, fkey in part["arrays"].items()}
+                out[key] = (arrays, copy.deepcopy(meta))
         except Exception as exc:
             raise ZooEntryError(
                 f"{self._where()} is damaged: its signatures cannot be read "

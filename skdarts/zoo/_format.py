@@ -5,9 +5,21 @@ An entry is a folder ``<zoo>/<name>/`` holding
 * ``weights.safetensors`` - the supernet's ``state_dict()`` (stem, cells,
   alphas and the head it was trained with);
 * ``signatures.safetensors`` - optional: the arrays of each source's dataset
-  signature;
+  signatures;
 * ``entry.json`` - schema version, the supernet's ``config()``, provenance,
   the signatures' meta dicts and the sha256 of every other file.
+
+Signatures. ``entry.json["signatures"]`` maps a key to ``{"arrays": {array
+name: key in signatures.safetensors}, "meta": {...}}``; each signature's meta
+records the feature map it was computed with (``meta["embedding"]``). A
+source may have one signature per embedding (``skdarts.similarity.
+EMBEDDINGS``). A signature of the pixel embedding (or one whose meta names
+none) is keyed by its source's name, exactly as every entry written before
+there were several embeddings; a signature of another embedding is keyed
+``"<source>@<embedding>"`` (e.g. ``"mnist@supernet"``) and its part also
+records ``"source"`` and ``"embedding"``. So entries written before keep
+their meaning unchanged, and a reader that knows one embedding only sees the
+others as extra sources of a feature map it does not use.
 
 Every file is written through :mod:`skdarts._files` (fsynced); readers verify
 every checksum before trusting an entry.
@@ -19,6 +31,7 @@ import datetime as _dt
 import json
 import os
 import re
+import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,8 +44,10 @@ from .._files import (
     UnsafeFileError,
     atomic_write_bytes,
     fsync_dir,
+    fsync_file,
     read_regular_file,
     sha256_bytes,
+    sha256_file,
 )
 from .._limits import MAX_JSON_BYTES, check_config, loads_json
 from .._version import __version__
@@ -99,62 +114,154 @@ def _state_tensors(module: Supernet) -> dict[str, torch.Tensor]:
     }
 
 
-def _flatten_signatures(signatures) -> tuple[dict[str, np.ndarray], dict]:
-    """Arrays keyed ``"<i>/<array>"`` for safetensors, and the JSON part."""
-    if signatures is None:
-        return {}, {}
-    if not isinstance(signatures, Mapping):
-        raise TypeError(
-            "signatures must be a mapping {source name: (arrays, meta)}; got "
-            f"{type(signatures).__name__}."
-        )
-    flat, doc = {}, {}
-    for i, (source, value) in enumerate(sorted(signatures.items())):
-        if not isinstance(source, str):
-            raise TypeError(
-                f"signatures: source names must be str; got {type(source).__name__} "
-                f"{source!r}."
-            )
-        if not (isinstance(value, tuple) and len(value) == 2):
+#: The embedding of signatures stored under their source's own name (the
+#: only ones before there were several embeddings); the others are stored as
+#: ``"<source>@<embedding>"``.
+_LEGACY_EMBEDDING = "pixels"
+
+
+def _signature_pairs(source, value) -> list:
+    """The ``(arrays, meta)`` pairs given for ``source``: one pair, or a list."""
+    pairs = value if isinstance(value, list) and value else [value]
+    for pair in pairs:
+        if not (isinstance(pair, tuple) and len(pair) == 2):
             raise TypeError(
                 f"signatures[{source!r}] must be a pair (arrays: dict[str, ndarray], "
-                f"meta: dict); got {type(value).__name__}."
+                "meta: dict), or a non-empty list of such pairs (one per embedding); "
+                f"got {type(pair).__name__}."
             )
-        arrays, meta = value
+        arrays, meta = pair
         if not isinstance(arrays, Mapping) or not isinstance(meta, Mapping):
             raise TypeError(
                 f"signatures[{source!r}] must be (dict of arrays, dict); got "
                 f"({type(arrays).__name__}, {type(meta).__name__})."
             )
+    return pairs
+
+
+def _embedding_tag(meta: Mapping) -> str:
+    """The name under which a signature's embedding is stored (module notes).
+
+    The public name of a known embedding (``skdarts.similarity.EMBEDDINGS``),
+    else the name its meta records; a signature that records none counts as
+    the legacy one's.
+    """
+    embedding = meta.get("embedding")
+    name = embedding.get("name") if isinstance(embedding, Mapping) else None
+    if not isinstance(name, str):
+        return _LEGACY_EMBEDDING
+    from ..similarity import EMBEDDINGS  # only where signatures are written
+
+    for tag, constants in EMBEDDINGS.items():
+        if constants["name"] == name:
+            return tag
+    return name
+
+
+def _signature_items(signatures) -> list[tuple[str, Mapping, Mapping]]:
+    """``[(source, arrays, meta), ...]`` of a ``{source: pair or [pairs]}`` map."""
+    if signatures is None:
+        return []
+    if not isinstance(signatures, Mapping):
+        raise TypeError(
+            "signatures must be a mapping {source name: (arrays, meta)} (or "
+            "{source name: [(arrays, meta), ...]}, one pair per embedding); got "
+            f"{type(signatures).__name__}."
+        )
+    items = []
+    for source, value in signatures.items():
+        if not isinstance(source, str):
+            raise TypeError(
+                f"signatures: source names must be str; got {type(source).__name__} "
+                f"{source!r}."
+            )
+        items.extend((source, a, m) for a, m in _signature_pairs(source, value))
+    return items
+
+
+def _flatten_signatures(signatures) -> tuple[dict[str, np.ndarray], dict]:
+    """Arrays keyed ``"<i>/<array>"`` for safetensors, and the JSON part.
+
+    ``signatures``: ``{source: (arrays, meta) or [(arrays, meta), ...]}``, or
+    the list :func:`_signature_items` makes of one. A signature of the legacy
+    embedding is stored under its source's name, exactly as before there were
+    several; one of another embedding under ``"<source>@<embedding>"``, its
+    part recording ``source`` and ``embedding``.
+    """
+    items = signatures if isinstance(signatures, list) else None
+    if items is None:
+        items = _signature_items(signatures)
+    slots = {}
+    for source, arrays, meta in items:
+        tag = _embedding_tag(meta)
+        key = source if tag == _LEGACY_EMBEDDING else f"{source}@{tag}"
+        if key in slots:
+            raise ValueError(
+                f"signatures: two signatures would be stored as {key!r} (source "
+                f"{source!r}, embedding {tag!r}); give one per source and embedding."
+            )
+        slots[key] = (source, tag, arrays, meta)
+    flat, doc = {}, {}
+    for i, key in enumerate(sorted(slots)):
+        source, tag, arrays, meta = slots[key]
         keys = {}
         for aname, arr in arrays.items():
-            key = f"{i}/{aname}"
-            flat[key] = np.ascontiguousarray(np.asarray(arr))
-            if flat[key].dtype == object:
+            fkey = f"{i}/{aname}"
+            flat[fkey] = np.ascontiguousarray(np.asarray(arr))
+            if flat[fkey].dtype == object:
                 raise TypeError(
                     f"signatures[{source!r}][{aname!r}] must be a numeric array; got "
                     "dtype object."
                 )
-            keys[str(aname)] = key
-        doc[source] = {"arrays": keys, "meta": dict(meta)}
+            keys[str(aname)] = fkey
+        part = {"arrays": keys, "meta": dict(meta)}
+        if key != source:
+            part.update(source=source, embedding=tag)
+        doc[key] = part
     return flat, doc
 
 
 def _write_entry_folder(
     folder: Path,
     name: str,
-    tensors: dict[str, torch.Tensor],
+    tensors: dict[str, torch.Tensor] | None,
     config: dict,
     provenance: dict | None,
     signatures,
+    *,
+    weights: tuple[Path, str] | None = None,
+    created: str | None = None,
 ) -> None:
-    """Write a complete entry into the (new, empty) ``folder``; fsync all."""
-    from safetensors.torch import save as save_tensors  # imports torch
+    """Write a complete entry into the (new, empty) ``folder``; fsync all.
 
+    ``weights``: ``(path, sha256)`` of an existing weights file to use as it
+    is, instead of serialising ``tensors``: hard-linked into ``folder`` (so
+    its bytes are never rewritten), or copied byte for byte where the file
+    system has no hard links; verified against ``sha256`` either way.
+    ``created``: the entry's creation time to keep (default: now).
+    """
     files = {}
-    blob = save_tensors(tensors)
-    atomic_write_bytes(folder / WEIGHTS_FILE, blob)
-    files[WEIGHTS_FILE] = sha256_bytes(blob)
+    if weights is None:
+        from safetensors.torch import save as save_tensors  # imports torch
+
+        blob = save_tensors(tensors)
+        atomic_write_bytes(folder / WEIGHTS_FILE, blob)
+        files[WEIGHTS_FILE] = sha256_bytes(blob)
+    else:
+        source, digest = weights
+        target = folder / WEIGHTS_FILE
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
+            fsync_file(target)
+        if sha256_file(target) != digest:
+            raise ZooEntryError(
+                f"zoo entry {name!r}: its weights file {os.fspath(source)!r} changed "
+                "while the entry was being rewritten (its checksum no longer "
+                "matches entry.json); nothing was written."
+            )
+        files[WEIGHTS_FILE] = digest
     flat, sig_doc = _flatten_signatures(signatures)
     if flat:
         blob = safetensors.numpy.save(flat)
@@ -168,7 +275,8 @@ def _write_entry_folder(
         "in_channels": int(config["in_channels"]),
         "provenance": dict(provenance or {}),
         "signatures": sig_doc,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": created
+        or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "skdarts_version": __version__,
         "files": files,
     }

@@ -53,7 +53,9 @@ def pretrain_mixture(
     verbose : int, default=1
         0 silent; 1 the search's per-epoch log.
     signature_fn : callable, optional
-        ``(X, y) -> (arrays, meta)``, stored per source.
+        ``(X, y) -> (arrays, meta)`` or a list of such pairs (one per
+        embedding, e.g. ``skdarts.similarity.make_signature_fn(["pixels",
+        "supernet"])``), stored per source.
     metadata : dict, optional
         Extra provenance; a ``"sources"`` key maps source names to dicts
         merged into each source's record.

@@ -331,8 +331,10 @@ def pretrain(
         0 silent; 1 a progress bar over completed sources; 2 adds the
         search's per-epoch log.
     signature_fn : callable, optional
-        ``(X, y) -> (arrays, meta)``; each source's signature is stored with
-        its entry.
+        ``(X, y) -> (arrays, meta)``, or a list of such pairs (one per
+        embedding); each source's signatures are stored with its entry. E.g.
+        :func:`skdarts.similarity.signature_fn` (the default embedding) or
+        ``make_signature_fn(["pixels", "supernet"])`` (both).
     image_size : int or (int, int), optional
         Resize every source to this size first (bilinear); default native.
     metadata : dict of {name: dict}, optional

@@ -29,12 +29,15 @@ from ._format import (
     _OLD_PREFIX,
     _TMP_PREFIX,
     SCHEMA_VERSION,
+    WEIGHTS_FILE,
     ZooEntryError,
     ZooKeyError,
     _check_name,
+    _embedding_tag,
     _flatten_signatures,
     _json_default,
     _read_entry_doc,
+    _signature_items,
     _state_tensors,
     _write_entry_folder,
 )
@@ -260,20 +263,30 @@ class SupernetZoo:
 
     def _write(self, name, tensors, config, provenance, signatures, overwrite):
         with self._locked():
-            target = self.path / name
-            if target.exists() and not overwrite:
-                raise FileExistsError(
-                    f"the zoo at {os.fspath(self.path)!r} already has an entry "
-                    f"{name!r}; pass overwrite=True to replace it."
-                )
-            tmp = self.path / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
-            tmp.mkdir()
-            try:
-                _write_entry_folder(tmp, name, tensors, config, provenance, signatures)
-                publish(tmp, target, overwrite=True)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
+            self._write_locked(
+                name, tensors, config, provenance, signatures, overwrite=overwrite
+            )
         return self[name]
+
+    def _write_locked(
+        self, name, tensors, config, provenance, signatures, *, overwrite, **kwargs
+    ) -> None:
+        """Write entry ``name`` (the caller holds the zoo's lock)."""
+        target = self.path / name
+        if target.exists() and not overwrite:
+            raise FileExistsError(
+                f"the zoo at {os.fspath(self.path)!r} already has an entry "
+                f"{name!r}; pass overwrite=True to replace it."
+            )
+        tmp = self.path / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
+        tmp.mkdir()
+        try:
+            _write_entry_folder(
+                tmp, name, tensors, config, provenance, signatures, **kwargs
+            )
+            publish(tmp, target, overwrite=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def add(
         self,
@@ -326,20 +339,88 @@ class SupernetZoo:
         )
 
     def set_signatures(
-        self, name: str, signatures: Mapping[str, tuple[dict[str, np.ndarray], dict]]
+        self,
+        name: str,
+        signatures: Mapping[str, tuple[dict[str, np.ndarray], dict] | list],
+        *,
+        keep_other_embeddings: bool = True,
     ) -> ZooEntry:
-        """Atomically rewrite entry ``name`` with these dataset signatures."""
-        entry = self[name]
-        flat, _ = _flatten_signatures(signatures)  # validate before the rewrite
-        del flat
-        return self._write(
-            name,
-            entry.state_dict(),
-            entry.config,
-            entry.metadata.get("provenance", {}),
-            signatures,
-            overwrite=True,
-        )
+        """Atomically store these dataset signatures in entry ``name``.
+
+        The entry is rewritten whole (a new folder renamed into place, under
+        the zoo's lock), but its weights file is not: it is hard-linked into
+        the new folder (copied byte for byte where the file system has no
+        hard links), so its bytes and checksum stay exactly as they were.
+        Provenance and creation time are kept.
+
+        Parameters
+        ----------
+        name : str
+        signatures : mapping
+            ``{source: (arrays, meta)}``, or ``{source: [(arrays, meta),
+            ...]}`` with one pair per embedding (as
+            :func:`skdarts.similarity.signature_fn` returns them).
+        keep_other_embeddings : bool, default=True
+            Keep the stored signatures of every embedding ``signatures`` has
+            none of: adding the ``"supernet"`` signatures of an entry keeps its
+            ``"pixels"`` ones. The stored signatures of the embeddings given
+            are replaced (all of them, whatever their sources). False: the
+            entry keeps exactly ``signatures``.
+
+        Returns
+        -------
+        ZooEntry
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from sklearn.datasets import load_digits
+        >>> from skdarts.similarity import signature_fn
+        >>> from skdarts.supernet import Supernet
+        >>> X, y = load_digits(return_X_y=True)
+        >>> zoo = SupernetZoo(tempfile.mkdtemp())
+        >>> entry = zoo.add("a", Supernet(init_channels=2, n_cells=1, n_nodes=1),
+        ...                 signatures={"d": signature_fn(X[:100], y[:100])})
+        >>> sha = entry.metadata["files"]["weights.safetensors"]
+        >>> learned = signature_fn(X[:100], y[:100], embedding="supernet")
+        >>> entry = zoo.set_signatures("a", {"d": learned})
+        >>> sorted(entry.signature_arrays())
+        ['d', 'd@supernet']
+        >>> list(entry.signature_arrays(embedding="supernet"))
+        ['d']
+        >>> entry.metadata["files"]["weights.safetensors"] == sha
+        True
+        """
+        _check_name(name)
+        if not isinstance(keep_other_embeddings, bool):
+            raise TypeError(
+                "keep_other_embeddings must be True or False; got "
+                f"{keep_other_embeddings!r}."
+            )
+        items = _signature_items(signatures)
+        _flatten_signatures(items)  # validate before touching the entry
+        with self._locked():
+            entry = self[name]  # read under the lock: no concurrent update is lost
+            if keep_other_embeddings:
+                given = {_embedding_tag(meta) for _, _, meta in items}
+                doc = entry.metadata.get("signatures") or {}
+                for key, (arrays, meta) in entry.signature_arrays().items():
+                    if _embedding_tag(meta) not in given:
+                        items.append((doc[key].get("source", key), arrays, meta))
+            self._write_locked(
+                name,
+                None,
+                entry.config,
+                entry.metadata.get("provenance", {}),
+                items,
+                overwrite=True,
+                weights=(
+                    entry.path / WEIGHTS_FILE,
+                    entry.metadata["files"][WEIGHTS_FILE],
+                ),
+                created=entry.metadata.get("created"),
+            )
+        return self[name]
 
     def remove(self, name: str) -> None:
         """Delete entry ``name`` (damaged or not)."""
