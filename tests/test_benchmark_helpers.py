@@ -44,6 +44,7 @@ def test_digits_blur_loses_detail_but_keeps_labels():
     Xb, yb = _runs.load_target("digits_blur", 100)
     np.testing.assert_array_equal(yb, y)
     assert Xb.shape == X.shape and Xb.dtype == np.float32
+
     # A 4x4 bottleneck removes the high frequencies: neighbours differ less.
     def roughness(a):
         return np.abs(np.diff(a, axis=2)).mean()

@@ -93,8 +93,9 @@ def test_warm_search_settings(entry, digits):
     groups = clf.net_.optimizer_.param_groups
     assert [g["initial_lr"] for g in groups] == pytest.approx([0.04, 0.04])
     assert sorted(len(g["params"]) for g in groups)[0] == 2  # the head's group
-    assert clf.net_.arch_warmup_epochs == 1 and clf.net_.epsilon_start == 0.2
-    assert clf.history_[0]["epsilon"] == pytest.approx(0.2)
+    # The tuned warm-start defaults: no alpha warm-up, the cold ramp's start.
+    assert clf.net_.arch_warmup_epochs == 0 and clf.net_.epsilon_start == 0.03
+    assert clf.history_[0]["epsilon"] == pytest.approx(0.03)
     cold = SupernetSearchClassifier(warm_start=False, lr=0.04, random_state=0, **FAST)
     cold.fit(X, y)
     assert [g["initial_lr"] for g in cold.net_.optimizer_.param_groups] == [0.04]
@@ -102,14 +103,17 @@ def test_warm_search_settings(entry, digits):
     custom = SupernetSearchClassifier(
         warm_start=entry,
         warm_lr=0.003,
-        warm_epsilon_start=0.05,
-        warm_arch_warmup_epochs=0,
+        warm_epsilon_start=None,
+        warm_arch_warmup_epochs=1,
         random_state=0,
         **FAST,
     ).fit(X, y)
     lrs = sorted(g["initial_lr"] for g in custom.net_.optimizer_.param_groups)
     assert lrs == pytest.approx([0.003, 0.025])
-    assert custom.history_[0]["epsilon"] == pytest.approx(0.05)
+    assert custom.history_[0]["epsilon"] == pytest.approx(
+        custom.epsilon
+    )  # None: epsilon at once
+    assert custom.net_.arch_warmup_epochs == 1
 
 
 @pytest.mark.parametrize(("prior_c", "target_c"), [(1, 3), (3, 1)])

@@ -158,16 +158,22 @@ class SupernetSearchClassifier(
     warm_lr : float, optional
         Starting learning rate of the inherited weights (stem and cells) in a
         warm-started search; the new head starts at ``lr``. Both are
-        cosine-annealed to ``lr_min``. None: ``lr`` (on digits warm from the
-        shipped MNIST entry, ``lr / 4`` learned more slowly).
-    warm_arch_warmup_epochs : int, default=1
+        cosine-annealed to ``lr_min``. None: ``lr``. The warm-start defaults
+        were chosen by measurement on the development data
+        (``benchmarks/warm_tuning.py``, output in
+        ``benchmarks/results/warm_tuning.txt``): ``lr / 4`` and ``lr / 10``
+        start higher but end lower, since the prior's body then adapts less
+        to the target.
+    warm_arch_warmup_epochs : int, default=0
         Epochs of a warm-started search during which the alphas stay as the
-        prior left them while the new head settles (a random head would
-        otherwise push them around).
-    warm_epsilon_start : float, optional
-        Smoothing radius at the first epoch of a warm-started search. None:
-        ``epsilon`` from the start (the prior is past the early phase the
-        ramp protects).
+        prior left them while the new head settles. With the head fitted by
+        the probe (``warm_head="probe"``) there is nothing to wait for: a
+        warm-up of 1 epoch ended lower in the tuning runs.
+    warm_epsilon_start : float or None, default=0.03
+        Smoothing radius at the first epoch of a warm-started search, ramped
+        to ``epsilon`` as in a cold search (whose ramp starts at 0.03 too).
+        None: ``epsilon`` from the first epoch, which ended lower in the
+        tuning runs.
     warm_head : {"probe", "fresh"}, default="probe"
         How a warm-started search rebuilds its head. ``"probe"``: batch-norm
         statistics recomputed on the target, then the head fitted by logistic
@@ -337,8 +343,8 @@ class SupernetSearchClassifier(
         num_workers: int = 0,
         warm_start: Any = "auto",
         warm_lr: float | None = None,
-        warm_arch_warmup_epochs: int = 1,
-        warm_epsilon_start: float | None = None,
+        warm_arch_warmup_epochs: int = 0,
+        warm_epsilon_start: float | None = 0.03,
         warm_head: str = "probe",
         callbacks: list | None = None,
         checkpoint_dir: str | os.PathLike | None = None,
