@@ -75,5 +75,11 @@ def test_selection_accounting_regret_and_random_expectation():
     r = transfer_matrix.selection_accounting(dist, final, ["a", "c"])
     assert r["pick"] == "c" and r["regret"] == pytest.approx(0.5)
     assert r["within_1pt"]
+    # A tie goes to the entry with more sources, as in OTSourceSelector.
+    tie = {"a": 0.1, "m": 0.1}
+    acc = {"a": 80.0, "m": 85.0}
+    r = transfer_matrix.selection_accounting(tie, acc, ["a", "m"], {"a": 1, "m": 3})
+    assert r["pick"] == "m" and r["regret"] == 0.0
+    assert transfer_matrix.selection_accounting(tie, acc, ["m", "a"])["pick"] == "a"
     with pytest.raises(ValueError, match="candidates"):
         transfer_matrix.selection_accounting(dist, final, [])
