@@ -124,7 +124,7 @@ def test_other_weights_are_refused(monkeypatch):
 
 def test_signatures_of_two_embeddings_refuse_comparison(images):
     X, y = images
-    pixels = compute_signature(X[:150], y[:150], max_points=50)
+    pixels = compute_signature(X[:150], y[:150], max_points=50, embedding="pixels")
     supernet = compute_signature(X[:150], y[:150], max_points=50, embedding="supernet")
     assert pixels.embedding == EMBEDDING
     with pytest.raises(ValueError, match="different feature maps"):
@@ -196,7 +196,7 @@ def test_selector_ranks_the_near_source_first(two_embedding_zoo, embedding):
 
 def test_selector_without_signatures_of_its_embedding(images):
     X, y = images
-    zoo = FakeZoo({"d": {"d": signature_fn(X[:100], y[:100])}})
+    zoo = FakeZoo({"d": {"d": signature_fn(X[:100], y[:100], embedding="pixels")}})
     with (
         pytest.raises(
             ValueError,
@@ -211,7 +211,7 @@ def test_selector_without_signatures_of_its_embedding(images):
     meta["embedding"] = meta["embedding"] | {"version": 0}
     stale = FakeZoo(
         {
-            "d": {"d": signature_fn(X[:100], y[:100])},
+            "d": {"d": signature_fn(X[:100], y[:100], embedding="pixels")},
             "s": {"s@supernet": (arrays, meta)},
         }
     )
@@ -262,9 +262,17 @@ def test_entry_written_before_several_embeddings_still_works(images, tmp_path):
     assert list(entry.signature_arrays(embedding="pixels")) == ["digits"]
     assert entry.signature_arrays(embedding="supernet") == {}
     assert entry.load_supernet().init_channels == 2
+    # The default ("auto") falls back to the pixel signatures it holds, and
+    # says how to store the learned ones; naming "pixels" is silent.
+    with pytest.warns(UserWarning, match="no signatures of the default embedding"):
+        auto = OTSourceSelector(zoo, random_state=0).fit(X[500:600], y[500:600])
+    assert auto.embedding_ == "pixels"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        sel = OTSourceSelector(zoo, random_state=0).fit(X[500:600], y[500:600])
+        sel = OTSourceSelector(zoo, embedding="pixels", random_state=0)
+        sel.fit(X[500:600], y[500:600])
+    assert sel.embedding_ == "pixels" and auto.ranking_ == sel.ranking_
+    np.testing.assert_array_equal(auto.distances_, sel.distances_)
     assert sel.selected_ == ["old"] and sel.source_distances_ == {
         "old": {"digits": sel.distances_[0]}
     }

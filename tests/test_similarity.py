@@ -67,7 +67,7 @@ def test_signature_size_is_bounded(digits):
 
 def test_signature_moments_match_embedding(digits):
     X, y = digits[0].reshape(-1, 8, 8), digits[1]
-    sig = compute_signature(X[:500], y[:500], chunk_size=64)
+    sig = compute_signature(X[:500], y[:500], chunk_size=64, embedding="pixels")
     Z = embed_images(X[:500, None])
     cls = np.flatnonzero(np.unique(y[:500]) == 3)[0]
     assert np.allclose(sig.class_means[cls], Z[y[:500] == 3].mean(0), atol=1e-5)
@@ -191,9 +191,16 @@ def small_pair(digits):
     """Two small, different signatures whose points are all used (60 each)."""
     X, y = digits[0].reshape(-1, 8, 8), digits[1]
     keep = y < 3
-    a = compute_signature(X[keep][::2], y[keep][::2], max_points=60, random_state=0)
+    # The solvers' numerics are what these tests check: the fast pixel map.
+    a = compute_signature(
+        X[keep][::2], y[keep][::2], max_points=60, random_state=0, embedding="pixels"
+    )
     b = compute_signature(
-        16 - X[keep][1::2], y[keep][1::2], max_points=60, random_state=1
+        16 - X[keep][1::2],
+        y[keep][1::2],
+        max_points=60,
+        random_state=1,
+        embedding="pixels",
     )
     assert len(a.points) == len(b.points) == 60
     return a, b
@@ -357,9 +364,11 @@ def test_two_stage_short_list(digits_zoo):
     assert np.all(np.diff(short.proxy_distances_[1:]) >= 0)
     assert np.array_equal(gauss.distances_, gauss.proxy_distances_)
     # Stage 1 of "otdd" (class-level Gaussian surrogate) orders these sources as
-    # the exact distance does, at a similar scale.
+    # the exact distance does, at a similar scale (the learned embedding's
+    # classes are less Gaussian than the pixel map's: 0.77 vs 0.54 for the
+    # nearest source, where pixels gave within 35 %).
     assert np.all(np.diff(full.proxy_distances_) > 0)
-    assert np.allclose(full.proxy_distances_, full.distances_, rtol=0.35)
+    assert np.allclose(full.proxy_distances_, full.distances_, rtol=0.5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         wass = OTSourceSelector(zoo, method="wasserstein", shortlist=None).fit(X, y)

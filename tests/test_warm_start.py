@@ -65,7 +65,9 @@ def test_fit_starts_from_the_prior(entry, digits):
     X, y = digits[0][:120].reshape(-1, 8, 8), digits[1][:120]
     prior = entry.load_supernet()
     # Alphas frozen for the whole (1-epoch) search: they must stay the prior's.
-    clf = SupernetSearchClassifier(warm_start=entry, random_state=0, **FAST).fit(X, y)
+    clf = SupernetSearchClassifier(
+        warm_start=entry, warm_arch_warmup_epochs=1, random_state=0, **FAST
+    ).fit(X, y)
     module = clf.net_.module_.cpu()
     torch.testing.assert_close(module.alphas_normal, prior.alphas_normal)
     torch.testing.assert_close(module.alphas_reduce, prior.alphas_reduce)
@@ -166,7 +168,9 @@ def test_fitted_estimator_and_supernet_priors(digits):
     X, y = digits[0][:120].reshape(-1, 8, 8), digits[1][:120]
     first = SupernetSearchClassifier(warm_start=False, random_state=0, **FAST)
     first.fit(X, y % 3)
-    second = SupernetSearchClassifier(warm_start=first, random_state=1, **FAST)
+    second = SupernetSearchClassifier(
+        warm_start=first, warm_arch_warmup_epochs=1, random_state=1, **FAST
+    )
     second.fit(X, y)
     assert second.source_["kind"] == "estimator"
     assert second.source_["n_classes"] == 3

@@ -44,7 +44,8 @@ def _embedding_option(p: argparse.ArgumentParser, several: bool = False) -> None
         default=None,
         help="feature map of the dataset signatures compared: pixels (fixed "
         "projection of raw pixels) or supernet (features of the shipped "
-        "multi-dataset supernet); default: skdarts.similarity.DEFAULT_EMBEDDING",
+        "multi-dataset supernet); default: supernet where the zoo holds its "
+        "signatures, else pixels",
     )
 
 

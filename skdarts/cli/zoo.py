@@ -157,7 +157,7 @@ def _zoo_select(args) -> int:
     ).fit(X, y)
     print(
         f"nearest zoo entries to {args.data} ({args.method}, embedding "
-        f"{sel.embedding}):"
+        f"{sel.embedding_}):"
     )
     proxy = getattr(sel, "proxy_distances_", None)
     for i, (name, dist) in enumerate(zip(sel.ranking_, sel.distances_)):

@@ -112,14 +112,17 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
     image_shape : tuple of int, optional
         How to reshape flat input rows ``(n, features)`` into images:
         ``(h, w)`` or ``(c, h, w)``. It never resamples.
-    embedding : {"pixels", "supernet"}, default="pixels"
+    embedding : {"auto", "pixels", "supernet"}, default="auto"
         The feature map of the signatures compared
         (:data:`skdarts.similarity.EMBEDDINGS`): ``"pixels"``, a fixed
         projection of raw pixels, or ``"supernet"``, pooled features of the
         shipped multi-dataset supernet. The target's signature is computed
         with it, and only the zoo's signatures of that embedding (and of the
-        same version of it) are used; the shipped zoo holds both. The default
-        is :data:`skdarts.similarity.DEFAULT_EMBEDDING`.
+        same version of it) are used; the shipped zoo holds both. ``"auto"``:
+        :data:`skdarts.similarity.DEFAULT_EMBEDDING` (``"supernet"``, chosen
+        because its distances predicted transfer better on the measured
+        transfer matrix, ``benchmarks/transfer_matrix.py``) where the zoo
+        holds its signatures, else ``"pixels"`` with a warning.
     random_state : int, RandomState instance or None, default=None
         Seeds the target's subsample and the distances' subsamples.
     verbose : int, default=0
@@ -127,6 +130,8 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
+    embedding_ : str
+        The embedding the ranking used (``embedding`` resolved).
     ranking_ : list of str
         Entry names, nearest first: the shortlist by exact distance, then the
         rest by the stage-1 bound. Entries without usable signatures are left
@@ -174,7 +179,7 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
         "shortlist": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "max_points": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "image_shape": [tuple, list, None],
-        "embedding": [StrOptions(set(EMBEDDINGS))],
+        "embedding": [StrOptions({"auto", *EMBEDDINGS})],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -187,7 +192,7 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
         shortlist: int | None = 10,
         max_points: int | None = 200,
         image_shape: tuple | None = None,
-        embedding: str = DEFAULT_EMBEDDING,
+        embedding: str = "auto",
         random_state: Any = None,
         verbose: int = 0,
     ):
@@ -209,14 +214,44 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
 
     # -- reading the zoo ----------------------------------------------------
 
-    def _load_signatures(self):
+    def _resolve_signatures(self):
+        """The embedding to compare with and the zoo's usable signatures of it.
+
+        ``embedding="auto"``: :data:`~skdarts.similarity.DEFAULT_EMBEDDING`
+        (the learned one) where the zoo holds signatures of it, else the
+        first other embedding it holds, with a warning (a zoo built before
+        the learned embedding holds pixel signatures only).
+        """
+        if self.embedding != "auto":
+            return self.embedding, self._load_signatures(self.embedding)
+        order = [DEFAULT_EMBEDDING] + [e for e in EMBEDDINGS if e != DEFAULT_EMBEDDING]
+        for embedding in order:
+            rows = self._load_signatures(embedding, required=False)
+            if rows:
+                if embedding != DEFAULT_EMBEDDING:
+                    warnings.warn(
+                        f"the zoo holds no signatures of the default embedding "
+                        f"{DEFAULT_EMBEDDING!r}, which predicts transfer better; "
+                        f"ranking with {embedding!r} signatures instead. Store "
+                        f"{DEFAULT_EMBEDDING!r} signatures with zoo.set_signatures("
+                        "name, {source: skdarts.similarity.signature_fn(X, y, "
+                        f"embedding={DEFAULT_EMBEDDING!r})}}), or pass "
+                        f"embedding={embedding!r} to silence this.",
+                        UserWarning,
+                        stacklevel=3,
+                    )
+                return embedding, rows
+        return DEFAULT_EMBEDDING, self._load_signatures(DEFAULT_EMBEDDING)
+
+    def _load_signatures(self, embedding: str, required: bool = True):
         """``[(entry name, source name, DatasetSignature), ...]`` of usable ones.
 
-        Usable: computed with this selector's embedding, same version (its
-        constants equal :data:`~skdarts.similarity.EMBEDDINGS`'s).
+        Usable: computed with ``embedding``, same version (its constants equal
+        :data:`~skdarts.similarity.EMBEDDINGS`'s). With ``required``, no usable
+        signature at all raises ``ValueError`` (else ``[]`` is returned).
         """
         _check_zoo(self.zoo)
-        constants = EMBEDDINGS[self.embedding]
+        constants = EMBEDDINGS[embedding]
         rows, unusable = [], []
         names = list(self.zoo)
         n_other = 0  # entries holding signatures of other embeddings only
@@ -225,7 +260,7 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
         ):
             try:
                 entry = self.zoo[name]
-                stored = _stored_signatures(entry, self.embedding)
+                stored = _stored_signatures(entry, embedding)
                 sigs = [
                     (src, DatasetSignature.from_arrays(arrays, meta))
                     for src, (arrays, meta) in stored.items()
@@ -241,7 +276,7 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
             usable = [(s, sig) for s, sig in same_map if sig.embedding == constants]
             if same_map and not usable:
                 unusable.append(
-                    f"{name} (its embedding={self.embedding!r} signatures were "
+                    f"{name} (its embedding={embedding!r} signatures were "
                     "computed with another version of that feature map; recompute "
                     "them)"
                 )
@@ -250,21 +285,24 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
             elif not usable:
                 n_other += 1
                 unusable.append(
-                    f"{name} (no signatures of embedding={self.embedding!r}, only of "
+                    f"{name} (no signatures of embedding={embedding!r}, only of "
                     "other embeddings)"
                 )
             rows.extend((name, src, sig) for src, sig in usable)
         self._unusable = unusable
+        if not rows and not required:
+            self._unusable = []
+            return rows
         if not rows:
             self._warn_unusable()
             raise ValueError(
                 f"the zoo ({len(names)} entries) holds no usable dataset signature "
-                f"of embedding={self.embedding!r} (accepted embeddings: "
+                f"of embedding={embedding!r} (accepted embeddings: "
                 f"{sorted(EMBEDDINGS)}). Compute them: for the shipped zoo "
                 "`python scripts/build_default_zoo.py --signatures-only "
-                f"--embedding {self.embedding}`; for a zoo of your own, "
+                f"--embedding {embedding}`; for a zoo of your own, "
                 "zoo.set_signatures(name, {source: skdarts.similarity."
-                f"signature_fn(X, y, embedding={self.embedding!r})}}) for each "
+                f"signature_fn(X, y, embedding={embedding!r})}}) for each "
                 "entry and source (other embeddings' signatures are kept)"
                 + (
                     f"; or pass another embedding ({n_other} entries hold "
@@ -328,14 +366,14 @@ class OTSourceSelector(TransformerMixin, BaseEstimator):
                     f"shape {y.shape}."
                 )
         seed = int(rng.randint(np.iinfo(np.int32).max))
+        self.embedding_, rows = self._resolve_signatures()
         self.target_signature_ = compute_signature(
             Xv,
             y,
             image_shape=self.image_shape,
             random_state=seed,
-            embedding=self.embedding,
+            embedding=self.embedding_,
         )
-        rows = self._load_signatures()
         n_entries = len({name for name, _, _ in rows})
         if self.n_sources > n_entries:
             self._warn_unusable()

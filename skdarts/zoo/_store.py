@@ -379,8 +379,9 @@ class SupernetZoo:
         >>> from skdarts.supernet import Supernet
         >>> X, y = load_digits(return_X_y=True)
         >>> zoo = SupernetZoo(tempfile.mkdtemp())
+        >>> pixels = signature_fn(X[:100], y[:100], embedding="pixels")
         >>> entry = zoo.add("a", Supernet(init_channels=2, n_cells=1, n_nodes=1),
-        ...                 signatures={"d": signature_fn(X[:100], y[:100])})
+        ...                 signatures={"d": pixels})
         >>> sha = entry.metadata["files"]["weights.safetensors"]
         >>> learned = signature_fn(X[:100], y[:100], embedding="supernet")
         >>> entry = zoo.set_signatures("a", {"d": learned})
