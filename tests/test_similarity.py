@@ -488,3 +488,23 @@ def test_rank_sources_progress_is_a_deprecated_verbose(small_pair):
     with pytest.warns(FutureWarning, match="verbose"):
         old = rank_sources(a, sources, progress=False)
     assert old.names == rank_sources(a, sources, verbose=0).names == ["a", "b"]
+
+
+def test_small_emd2_equals_pots_emd2():
+    # The ranking's direct call of POT's network simplex gives emd2's value,
+    # including emd2's rescaling of b to a's mass and zero-weight classes.
+    from skdarts.similarity.ranking import _small_emd2
+
+    rng = np.random.RandomState(0)
+    for k, kk in [(1, 1), (3, 7), (10, 12), (26, 10)]:
+        a = rng.rand(k)
+        a /= a.sum()
+        b = rng.rand(kk) * 1.3  # another total mass
+        M = rng.rand(k, kk) ** 2
+        expected = ot.emd2(a, b, M, check_marginals=False, center_dual=False)
+        assert _small_emd2(a, b, M) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+        # Non-contiguous slices, as the ranking passes them.
+        wide = rng.rand(k, 2 * kk)
+        assert _small_emd2(a, b, wide[:, ::2]) == pytest.approx(
+            ot.emd2(a, b, wide[:, ::2], check_marginals=False), rel=1e-12
+        )
