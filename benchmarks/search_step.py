@@ -18,6 +18,14 @@ nothing (its memory was taken at capture), so with ``--cuda-graphs on`` our
 peak is measured from before the first warm-up step to the end of the
 capture: the graph's memory plus the optimizer state, an upper bound.
 
+Memory as the operating system sees it: on the CPU each side also runs
+alone in a child process that reports its peak resident set size (max RSS)
+above what the process held right after its imports, i.e. the step's memory
+including what the allocator keeps and the model and optimizer state; the
+line ``rss_growth_mb ours=<a> baseline=<b> ratio=<a/b>`` (``--no-rss`` skips
+it) stands next to the allocation-based ``memory_ratio``. The imports
+themselves (torch and skdarts, the same for both) are printed once.
+
 With ``--batch 2 --size 8`` on the CPU the arithmetic is negligible and a
 step costs what launching its operators costs: the same quantity that bounds
 a GPU step of the "cifar" configuration, measured where no GPU is at hand.
@@ -42,7 +50,9 @@ import argparse
 import copy
 import itertools
 import math
+import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -58,6 +68,29 @@ from skorch.helper import predefined_split  # noqa: E402
 from skdarts.search import SearchNet, perturb_arch_weights  # noqa: E402
 from skdarts.supernet import Supernet  # noqa: E402
 from skdarts.supernet.reference import reference_from_supernet  # noqa: E402
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident set size (MiB).
+
+    Linux: ``VmHWM`` of ``/proc/self/status``, which starts afresh with the
+    process image; ``ru_maxrss`` would not do for a child, as Linux carries
+    it over from the parent across ``fork`` and ``exec``.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    scale = 2**20 if sys.platform == "darwin" else 2**10  # bytes on macOS
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+
+
+#: Peak RSS (MiB) once everything above is imported: the baseline of the RSS
+#: growth a child process reports (``--rss-side``).
+_IMPORT_RSS_MB = _peak_rss_mb()
 
 CONFIGS = {
     "tiny": dict(init_channels=8, n_cells=5, n_nodes=4, size=16, batch=32),
@@ -271,7 +304,17 @@ def main(argv=None):
     parser.add_argument("--partial-channels", type=int, default=1)
     parser.add_argument("--checkpointing", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--no-rss",
+        action="store_true",
+        help="skip the per-side max-RSS measurement (CPU; child processes)",
+    )
+    parser.add_argument(
+        "--rss-side", choices=["ours", "baseline"], help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
+    if args.rss_side:
+        return _rss_child(args)
 
     device = args.device
     if device == "cuda" and not torch.cuda.is_available():
@@ -354,7 +397,54 @@ def main(argv=None):
         print(f"images_per_s={ips:.2f} peak_mem_mb={mem:.1f}")
         return
     _, b_ips, b_mem = results["baseline"]
+    if device == "cpu" and not args.no_rss:
+        rss = {side: _rss_growth(side, argv) for side in ("ours", "baseline")}
+        print(
+            f"imports {_IMPORT_RSS_MB:.0f} MB max RSS (torch, skorch, skdarts; both "
+            f"sides); above it: rss_growth_mb ours={rss['ours']:.1f} "
+            f"baseline={rss['baseline']:.1f} ratio={rss['ours'] / rss['baseline']:.3f}"
+        )
     print(f"speedup={ips / b_ips:.2f} memory_ratio={mem / b_mem:.3f}")
+
+
+def _rss_growth(side: str, argv) -> float:
+    """Peak RSS growth (MiB) of one side's steps, in a fresh child process."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), *args, "--rss-side", side],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1].split("=")[1])
+
+
+def _rss_child(args) -> None:
+    """Build one side only, run its warm-up and timed steps, print RSS growth."""
+    torch.set_num_threads(args.threads)
+    cfg = dict(CONFIGS[args.config])
+    for key in ("batch", "size"):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
+    torch.manual_seed(args.seed)
+    arch = {k: cfg[k] for k in ("init_channels", "n_cells", "n_nodes")} | dict(
+        search_space="darts", in_channels=3, n_classes=N_CLASSES
+    )
+    batches = make_batches(cfg, "cpu", seed=args.seed)
+    arch_batches = make_batches(cfg, "cpu", seed=args.seed + 1)
+    if args.rss_side == "ours":
+        module = Supernet(
+            **arch,
+            partial_channels=args.partial_channels,
+            checkpointing=args.checkpointing,
+        )
+        runner = Ours(module, "cpu", arch_batches)
+    else:
+        runner = Baseline(
+            reference_from_supernet(Supernet(**arch)), "cpu", arch_batches
+        )
+    time_steps(runner, batches, "cpu", args.warmup or 1, args.steps or 3)
+    print(f"rss_growth_mb={_peak_rss_mb() - _IMPORT_RSS_MB:.1f}")
 
 
 if __name__ == "__main__":
