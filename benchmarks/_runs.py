@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
@@ -72,6 +71,19 @@ def runs_folder(cache) -> Path:
     return cache.with_name(cache.name + "-runs")
 
 
+def split(target: str, cfg: dict, seed: int):
+    """``X_fit, X_val, y_fit, y_val`` of a target for one seed.
+
+    The held-out split of :class:`~skdarts.evaluation.WarmStartComparison`
+    (20 %, stratified, seeded), so cached runs and the selector's distances
+    see the same training part.
+    """
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_target(target, cfg["n_target"])
+    return train_test_split(X, y, test_size=0.2, stratify=y, random_state=seed)
+
+
 def run(
     cache: Path,
     cfg: dict,
@@ -85,29 +97,30 @@ def run(
 
     ``source`` is ``"scratch_probe"`` or the name of an entry of the zoo at
     ``cache``; ``params`` are SupernetSearchClassifier settings on top of the
-    benchmark's (``transfer._search_params(cfg)``, ``max_epochs``).
+    benchmark's (``transfer._search_params(cfg)``, ``max_epochs``). The cache
+    key holds every setting of the estimator as resolved, defaults included,
+    so a change of a default is a new run.
     """
-    from sklearn.model_selection import train_test_split
-
     from skdarts import SupernetSearchClassifier
+    from skdarts._files import atomic_write_text
     from skdarts.evaluation.comparison import _PROBE_KEY, _fit_one
     from skdarts.evaluation.curves import prepare_heldout
     from skdarts.zoo import SupernetZoo
 
+    base = SupernetSearchClassifier(
+        **transfer._search_params(cfg),
+        max_epochs=cfg["epochs"],
+        final_epochs=0,
+        verbose=0,
+        **params,
+    )
+    settings = base.get_params(deep=False)
     if source == "scratch_probe":
         # Warm-start settings do not touch a search from scratch: runs that
         # differ only in them are one run.
-        params = {k: v for k, v in params.items() if not k.startswith("warm_")}
+        settings = {k: v for k, v in settings.items() if not k.startswith("warm_")}
     blob = json.dumps(
-        [
-            transfer._settings_key(cfg),
-            cfg["epochs"],
-            cfg["n_target"],
-            target,
-            seed,
-            source,
-            params,
-        ],
+        [transfer._settings_key(cfg), cfg["n_target"], target, seed, source, settings],
         sort_keys=True,
         default=str,
     )
@@ -116,18 +129,8 @@ def run(
     if path.is_file():
         return json.loads(path.read_text())
     torch.set_num_threads(1)
-    X, y = load_target(target, cfg["n_target"])
-    X_fit, X_val, y_fit, y_val = train_test_split(
-        X, y, test_size=0.2, stratify=y, random_state=seed
-    )
+    X_fit, X_val, y_fit, y_val = split(target, cfg, seed)
     heldout = prepare_heldout(X_fit, X_val, y_fit, y_val, None)
-    base = SupernetSearchClassifier(
-        **transfer._search_params(cfg),
-        max_epochs=cfg["epochs"],
-        final_epochs=0,
-        verbose=0,
-        **params,
-    )
     if source == "scratch_probe":
         prior, name = False, _PROBE_KEY
     else:
@@ -141,7 +144,5 @@ def run(
         "label": label,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(out))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(out))
     return out

@@ -266,6 +266,22 @@ def self_check(ours, base, batch, device, tol):
         raise SystemExit("ours and the baseline disagree; timings would mean nothing")
 
 
+def _config(args) -> dict:
+    """The configuration's sizes with the ``--batch`` / ``--size`` overrides."""
+    cfg = dict(CONFIGS[args.config])
+    for key in ("batch", "size"):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
+    return cfg
+
+
+def _arch(cfg: dict) -> dict:
+    """Supernet arguments of a configuration (DARTS space, RGB, 10 classes)."""
+    return {k: cfg[k] for k in ("init_channels", "n_cells", "n_nodes")} | dict(
+        search_space="darts", in_channels=3, n_classes=N_CLASSES
+    )
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", choices=sorted(CONFIGS), default="tiny")
@@ -321,10 +337,7 @@ def main(argv=None):
         raise SystemExit("--device cuda: no CUDA device is available")
     if device == "cpu":
         torch.set_num_threads(args.threads)
-    cfg = dict(CONFIGS[args.config])
-    for key in ("batch", "size"):
-        if getattr(args, key) is not None:
-            cfg[key] = getattr(args, key)
+    cfg = _config(args)
     graphs = args.cuda_graphs == "on"
     if graphs and device != "cuda":
         raise SystemExit("--cuda-graphs on: needs --device cuda")
@@ -336,9 +349,7 @@ def main(argv=None):
     compile_ = args.compile == "on"
 
     torch.manual_seed(args.seed)
-    arch = {k: cfg[k] for k in ("init_channels", "n_cells", "n_nodes")} | dict(
-        search_space="darts", in_channels=3, n_classes=N_CLASSES
-    )
+    arch = _arch(cfg)
     options = dict(
         amp="bf16" if amp == "bf16" else None,
         compile_cells=compile_,
@@ -422,14 +433,9 @@ def _rss_growth(side: str, argv) -> float:
 def _rss_child(args) -> None:
     """Build one side only, run its warm-up and timed steps, print RSS growth."""
     torch.set_num_threads(args.threads)
-    cfg = dict(CONFIGS[args.config])
-    for key in ("batch", "size"):
-        if getattr(args, key) is not None:
-            cfg[key] = getattr(args, key)
+    cfg = _config(args)
     torch.manual_seed(args.seed)
-    arch = {k: cfg[k] for k in ("init_channels", "n_cells", "n_nodes")} | dict(
-        search_space="darts", in_channels=3, n_classes=N_CLASSES
-    )
+    arch = _arch(cfg)
     batches = make_batches(cfg, "cpu", seed=args.seed)
     arch_batches = make_batches(cfg, "cpu", seed=args.seed + 1)
     if args.rss_side == "ours":

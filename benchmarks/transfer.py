@@ -194,6 +194,11 @@ def _settings_key(cfg: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def default_cache(cfg: dict) -> Path:
+    """The zoo cache of a preset: under the temporary folder, keyed by it."""
+    return Path(tempfile.gettempdir()) / f"skdarts-transfer-{_settings_key(cfg)}"
+
+
 def _search_params(cfg: dict) -> dict:
     return dict(
         init_channels=cfg["init_channels"],
@@ -342,7 +347,7 @@ def main(argv=None) -> int:
 
     cache = args.cache
     if cache is None and not args.shipped:
-        cache = Path(tempfile.gettempdir()) / f"skdarts-transfer-{_settings_key(cfg)}"
+        cache = default_cache(cfg)
     t_start = time.perf_counter()
     if args.shipped:
         from skdarts.zoo import SupernetZoo

@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -64,7 +63,6 @@ import _runs  # noqa: E402
 import transfer  # noqa: E402
 from joblib import Parallel, delayed  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
 
 from skdarts import OTSourceSelector  # noqa: E402
 from skdarts.evaluation import LearningCurve, compare_curves  # noqa: E402
@@ -150,12 +148,9 @@ def ensure_signatures(zoo, cfg: dict, embedding: str) -> None:
 
 def distances(zoo, cfg, target: str, seeds, embedding: str) -> dict[str, float]:
     """Mean over seeds of the selector's distance from target to each entry."""
-    X, y = _runs.load_target(target, cfg["n_target"])
     total: dict[str, list[float]] = {}
     for seed in seeds:
-        X_fit, _, y_fit, _ = train_test_split(
-            X, y, test_size=0.2, stratify=y, random_state=seed
-        )
+        X_fit, _, y_fit, _ = _runs.split(target, cfg, seed)
         sel = OTSourceSelector(
             zoo, shortlist=None, embedding=embedding, random_state=seed, verbose=0
         ).fit(X_fit, y_fit)
@@ -183,9 +178,7 @@ def main(argv=None) -> int:
     unknown = sorted(set(args.targets) - set(TARGETS))
     if unknown:
         parser.error(f"unknown targets {unknown}; choose from {list(TARGETS)}")
-    cache = args.cache or (
-        Path(tempfile.gettempdir()) / f"skdarts-transfer-{transfer._settings_key(cfg)}"
-    )
+    cache = args.cache or transfer.default_cache(cfg)
     zoo = SupernetZoo(cache)
     entries = _entries(zoo)
     if len(entries) < 8:

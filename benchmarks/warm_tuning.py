@@ -46,9 +46,8 @@ from skdarts import SupernetSearchClassifier  # noqa: E402
 from skdarts.evaluation import LearningCurve, compare_curves  # noqa: E402
 
 LR = SupernetSearchClassifier().lr
-#: name -> warm-start settings of SupernetSearchClassifier. Explicit values
-#: only: the run cache keys on the settings given, not on the estimator's
-#: defaults. "lr" is what the tuning chose (the estimator's defaults now).
+#: name -> warm-start settings of SupernetSearchClassifier. "lr" is what the
+#: tuning chose (the estimator's defaults now).
 GRID = {
     # The estimator's warm-start defaults before this tuning.
     "old-defaults": dict(
@@ -79,13 +78,19 @@ def _run(cache, cfg, target, seed, setting, params):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", type=Path, required=True)
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="the leave-one-out zoo (default: transfer.py's for its default preset)",
+    )
     parser.add_argument("--targets", nargs="+", default=list(transfer.DATASETS))
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--settings", nargs="+", default=list(GRID))
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
     cfg = dict(transfer.PRESETS["default"])
+    args.cache = args.cache or transfer.default_cache(cfg)
     unknown = sorted(set(args.settings) - set(GRID))
     if unknown:
         parser.error(f"unknown settings {unknown}; choose from {list(GRID)}")
