@@ -104,7 +104,8 @@ def make_batches(cfg, device, n=4, seed=0):
     g = torch.Generator().manual_seed(seed)
     out = []
     for _ in range(n):
-        x = torch.randn(cfg["batch"], 3, cfg["size"], cfg["size"], generator=g)
+        shape = (cfg["batch"], cfg["channels"], cfg["size"], cfg["size"])
+        x = torch.randn(*shape, generator=g)
         y = torch.randint(0, N_CLASSES, (cfg["batch"],), generator=g)
         out.append((x.to(device), y.to(device)))
     return out
@@ -204,8 +205,8 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def time_steps(runner, batches, device, warmup, steps):
-    """Median seconds per step, and the CUDA peak memory of the warm-up (MB)."""
+def warm_up(runner, batches, device, warmup):
+    """Run the untimed steps; the CUDA peak memory they reached (MB), or None."""
     warm_peak = None
     if device == "cuda":
         torch.cuda.synchronize()
@@ -216,13 +217,24 @@ def time_steps(runner, batches, device, warmup, steps):
     sync(device)
     if device == "cuda":
         warm_peak = (torch.cuda.max_memory_allocated() - before) / 2**20
+    return warm_peak
+
+
+def time_steps(runner, batches, device, warmup, steps):
+    """Median seconds per step, and the CUDA peak memory of the warm-up (MB)."""
+    warm_peak = warm_up(runner, batches, device, warmup)
+    return timed(runner, batches, device, steps), warm_peak
+
+
+def timed(runner, batches, device, steps):
+    """Median seconds per step over ``steps`` timed steps."""
     times = []
     for b in itertools.islice(itertools.cycle(batches), steps):
         t0 = time.perf_counter()
         runner.step(b)
         sync(device)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), warm_peak
+    return statistics.median(times)
 
 
 def peak_memory_mb(runner, batch, device):
@@ -267,8 +279,9 @@ def self_check(ours, base, batch, device, tol):
 
 
 def _config(args) -> dict:
-    """The configuration's sizes with the ``--batch`` / ``--size`` overrides."""
-    cfg = dict(CONFIGS[args.config])
+    """The configuration's sizes with the ``--batch`` / ``--size`` /
+    ``--channels`` overrides."""
+    cfg = dict(CONFIGS[args.config]) | {"channels": args.channels}
     for key in ("batch", "size"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
@@ -278,7 +291,7 @@ def _config(args) -> dict:
 def _arch(cfg: dict) -> dict:
     """Supernet arguments of a configuration (DARTS space, RGB, 10 classes)."""
     return {k: cfg[k] for k in ("init_channels", "n_cells", "n_nodes")} | dict(
-        search_space="darts", in_channels=3, n_classes=N_CLASSES
+        search_space="darts", in_channels=cfg["channels"], n_classes=N_CLASSES
     )
 
 
@@ -289,7 +302,23 @@ def main(argv=None):
     parser.add_argument(
         "--threads", type=int, default=2, help="CPU threads (default 2; CPU only)"
     )
-    parser.add_argument("--steps", type=int, default=None, help="timed steps")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="timed steps per run (median)"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="interleaved runs, ours then the baseline (default 3); the speedup "
+        "printed last is the median of the runs' speedups",
+    )
+    parser.add_argument(
+        "--channels",
+        type=int,
+        choices=[1, 3],
+        default=3,
+        help="input channels: 3 (RGB, default) or 1 (grayscale)",
+    )
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps")
     parser.add_argument("--ours-only", action="store_true", help="time only our step")
     parser.add_argument(
@@ -341,7 +370,7 @@ def main(argv=None):
     graphs = args.cuda_graphs == "on"
     if graphs and device != "cuda":
         raise SystemExit("--cuda-graphs on: needs --device cuda")
-    steps = args.steps or (3 if device == "cpu" else 20)
+    steps = args.steps or (5 if device == "cpu" else 20)
     warmup = args.warmup or (1 if device == "cpu" else 5)
     if graphs:
         warmup = max(warmup, 5)  # 3 eager steps, the capture, one replay
@@ -384,17 +413,32 @@ def main(argv=None):
     else:
         runners = [Ours(module, device, arch_batches, cuda_graphs=graphs)]
 
+    # Interleaved runs (ours, baseline, ours, baseline, ...): a machine whose
+    # speed drifts (other tenants, clocks) moves both sides alike, and each
+    # run's speedup compares steps timed seconds apart.
+    warm = {r.name: warm_up(r, batches, device, warmup) for r in runners}
+    secs = {r.name: [] for r in runners}
+    repeats = max(1, args.repeats)
+    for k in range(repeats):
+        for runner in runners:
+            secs[runner.name].append(timed(runner, batches, device, steps))
+        if len(runners) > 1:
+            a, b = secs["ours"][-1], secs["baseline"][-1]
+            print(
+                f"run {k + 1}/{repeats}  ours {1000 * a:7.1f} ms/step  baseline "
+                f"{1000 * b:7.1f} ms/step  speedup {b / a:.2f}"
+            )
     results = {}
     for runner in runners:
-        sec, warm_peak = time_steps(runner, batches, device, warmup, steps)
+        sec = statistics.median(secs[runner.name])
         mem = peak_memory_mb(runner, copy.copy(batches[0]), device)
         if graphs and runner.name == "ours":
-            mem = max(mem, warm_peak)
+            mem = max(mem, warm[runner.name])
         ips = cfg["batch"] / sec
         results[runner.name] = (sec, ips, mem)
         print(
             f"{runner.name:9s} {1000 * sec:9.1f} ms/step {ips:9.1f} images/s "
-            f"{mem:9.1f} MB peak"
+            f"{mem:9.1f} MB peak (median of {repeats} runs)"
         )
         if args.flops:
             from torch.utils.flop_counter import FlopCounterMode
@@ -407,7 +451,7 @@ def main(argv=None):
     if args.ours_only:
         print(f"images_per_s={ips:.2f} peak_mem_mb={mem:.1f}")
         return
-    _, b_ips, b_mem = results["baseline"]
+    b_mem = results["baseline"][2]
     if device == "cpu" and not args.no_rss:
         rss = {side: _rss_growth(side, argv) for side in ("ours", "baseline")}
         print(
@@ -415,7 +459,11 @@ def main(argv=None):
             f"sides); above it: rss_growth_mb ours={rss['ours']:.1f} "
             f"baseline={rss['baseline']:.1f} ratio={rss['ours'] / rss['baseline']:.3f}"
         )
-    print(f"speedup={ips / b_ips:.2f} memory_ratio={mem / b_mem:.3f}")
+    ratios = [b / a for a, b in zip(secs["ours"], secs["baseline"])]
+    print(
+        f"speedup={statistics.median(ratios):.2f} memory_ratio={mem / b_mem:.3f}"
+        + (f" (median of {repeats} interleaved runs)" if repeats > 1 else "")
+    )
 
 
 def _rss_growth(side: str, argv) -> float:
