@@ -83,3 +83,26 @@ def test_selection_accounting_regret_and_random_expectation():
     assert transfer_matrix.selection_accounting(tie, acc, ["m", "a"])["pick"] == "a"
     with pytest.raises(ValueError, match="candidates"):
         transfer_matrix.selection_accounting(dist, final, [])
+
+
+def test_search_step_interleaves_runs_and_reports_their_median(capsys):
+    """``search_step.py`` alternates the sides, prints every run's speedup,
+    and its last line's speedup is the median of those (1-channel input)."""
+    import search_step
+
+    search_step.main(
+        "--config tiny --batch 2 --size 8 --channels 1 --threads 1 --steps 1 "
+        "--warmup 1 --repeats 3 --no-rss".split()
+    )
+    out = capsys.readouterr().out.splitlines()
+    assert "'channels': 1" in out[0]
+    assert any(line.startswith("self-check") and line.endswith("ok") for line in out)
+    runs = [line for line in out if line.startswith("run ")]
+    assert [line.split()[1] for line in runs] == ["1/3", "2/3", "3/3"]
+    ratios = sorted(float(line.split()[-1]) for line in runs)
+    last = out[-1]
+    assert last.startswith("speedup=") and "median of 3 interleaved runs" in last
+    speedup = float(last.split()[0].split("=")[1])
+    # Each run's ratio is printed rounded; the median is one of them.
+    assert speedup == pytest.approx(ratios[1], abs=0.006)
+    assert "memory_ratio=" in last
