@@ -355,11 +355,21 @@ def main(argv=None):
         help="skip the per-side max-RSS measurement (CPU; child processes)",
     )
     parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="where our CPU step's time goes: phases, and operators at 1 thread "
+        "and at --threads (torch.profiler); prints no speedup",
+    )
+    parser.add_argument(
         "--rss-side", choices=["ours", "baseline"], help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
     if args.rss_side:
         return _rss_child(args)
+    if args.profile:
+        if args.device != "cpu":
+            raise SystemExit("--profile: CPU only")
+        return _profile(args)
 
     device = args.device
     if device == "cuda" and not torch.cuda.is_available():
@@ -476,6 +486,107 @@ def _rss_growth(side: str, argv) -> float:
         check=True,
     )
     return float(out.stdout.strip().splitlines()[-1].split("=")[1])
+
+
+def _phase_times(module, batch, arch_batch, steps):
+    """Median ms of the step's phases, each timed on its own: the alpha step's
+    forward and backward (weights frozen, as ``SearchNet`` does), the weight
+    step's, and clipping + SGD over the weights."""
+    crit = torch.nn.CrossEntropyLoss()
+    weights = module.weight_parameters()
+    opt = torch.optim.SGD(weights, lr=0.0, momentum=0.9)  # lr 0: weights kept
+    arch = perturb_arch_weights(module.arch_weights(), EPSILON)
+    out = {}
+
+    def run(frozen, x, y, kw):
+        for p in weights:
+            p.requires_grad_(not frozen)
+        t0 = time.perf_counter()
+        loss = crit(module(x, **kw), y)
+        t1 = time.perf_counter()
+        loss.backward()
+        t2 = time.perf_counter()
+        for p in module.parameters():
+            p.grad = None
+        return t1 - t0, t2 - t1
+
+    module.train()
+    for name, frozen, (x, y), kw in (
+        ("alpha step", True, arch_batch, {}),
+        ("weight step", False, batch, {"arch_weights": arch}),
+    ):
+        times = [run(frozen, x, y, kw) for _ in range(steps + 1)][1:]
+        out[f"{name} forward"] = statistics.median(t[0] for t in times)
+        out[f"{name} backward"] = statistics.median(t[1] for t in times)
+    for p in weights:
+        p.requires_grad_(True)
+        p.grad = torch.zeros_like(p)
+    times = []
+    for _ in range(steps + 1):
+        t0 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(weights, 5.0)
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    out["clip + SGD"] = statistics.median(times[1:])
+    for p in weights:
+        p.grad = None
+    return {k: 1000 * v for k, v in out.items()}
+
+
+def _profile(args) -> None:
+    """Print where our step's time goes, at 1 thread and at ``--threads``.
+
+    Phases are timed each on its own (median of ``--steps``); operators come
+    from ``torch.profiler`` over ``--steps`` whole steps (self CPU time of the
+    calling thread, which includes the time it waits for the other threads of
+    a parallel operator). The ratio column is 1-thread time over N-thread
+    time: how well an operator uses the extra cores.
+    """
+    import warnings
+
+    from torch.profiler import ProfilerActivity, profile
+
+    warnings.filterwarnings("ignore", message=".*allocated before the profiling")
+    cfg = _config(args)
+    torch.manual_seed(args.seed)
+    module = Supernet(**_arch(cfg))
+    batches = make_batches(cfg, "cpu", seed=args.seed)
+    arch_batches = make_batches(cfg, "cpu", seed=args.seed + 1)
+    runner = Ours(module, "cpu", arch_batches)
+    steps = args.steps or 5
+    threads = sorted({1, args.threads})
+    print(f"profile config={args.config} {cfg} steps={steps} threads={threads}")
+    phases, ops, step_ms = {}, {}, {}
+    for t in threads:
+        torch.set_num_threads(t)
+        warm_up(runner, batches, "cpu", args.warmup or 2)
+        step_ms[t] = 1000 * timed(runner, batches, "cpu", steps)
+        phases[t] = _phase_times(module, batches[0], arch_batches[0], steps)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for b in itertools.islice(itertools.cycle(batches), steps):
+                runner.step(b)
+        ops[t] = {
+            e.key: e.self_cpu_time_total / 1000 / steps for e in prof.key_averages()
+        }
+    hi, lo = threads[-1], threads[0]
+    head = "".join(f"{f'{t} thr ms':>11s}" for t in threads)
+    ratio = f"{'ratio':>7s}" if hi != lo else ""
+    print(f"\n{'phase':34s}{head}{ratio}")
+    for name in phases[hi]:
+        row = "".join(f"{phases[t][name]:11.1f}" for t in threads)
+        r = f"{phases[lo][name] / phases[hi][name]:7.2f}" if hi != lo else ""
+        print(f"{name:34s}{row}{r}")
+    row = "".join(f"{step_ms[t]:11.1f}" for t in threads)
+    r = f"{step_ms[lo] / step_ms[hi]:7.2f}" if hi != lo else ""
+    print(f"{'whole step (unprofiled)':34s}{row}{r}")
+    print(f"\n{'operator (self CPU, ms/step)':34s}{head}{ratio}{'share':>7s}")
+    total = sum(ops[hi].values())
+    for key in sorted(ops[hi], key=ops[hi].get, reverse=True)[:20]:
+        row = "".join(f"{ops[t].get(key, 0.0):11.1f}" for t in threads)
+        r = f"{ops[lo].get(key, 0.0) / ops[hi][key]:7.2f}" if hi != lo else ""
+        print(f"{key[:33]:34s}{row}{r}{100 * ops[hi][key] / total:6.1f}%")
+    row = "".join(f"{sum(ops[t].values()):11.1f}" for t in threads)
+    print(f"{'all operators (profiled)':34s}{row}")
 
 
 def _rss_child(args) -> None:

@@ -164,3 +164,57 @@ def test_unfused_cell_traces_for_torch_compile(monkeypatch):
 
     _force(monkeypatch, True)
     assert_first_cell_traces(_net("darts", seed=6).float())
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 8])
+@pytest.mark.parametrize(("k", "dilation"), [(3, 1), (5, 1), (3, 2), (5, 2)])
+def test_cropped_kernel_computes_the_same_convolution(k, dilation, size):
+    g = torch.Generator().manual_seed(size * 10 + k + dilation)
+    x = torch.randn(2, 3, size, size + 1, generator=g, dtype=torch.float64)
+    w = torch.randn(4, 3, k, k, generator=g, dtype=torch.float64)
+    padding = dilation * (k // 2)
+    small, pad = kernels_module._crop_taps(w, x.shape[2:], padding, dilation)
+    full = torch.nn.functional.conv2d(x, w, None, 1, padding, dilation)
+    cropped = torch.nn.functional.conv2d(x, small, None, 1, pad, dilation)
+    torch.testing.assert_close(cropped, full, atol=1e-12, rtol=0)
+    # Only taps that meet no pixel go: the kept outer ones reach the image.
+    for side, n in zip(range(2), x.shape[2:]):
+        kept = small.shape[2 + side]
+        reach = dilation * (kept // 2)
+        assert reach < n or kept == 1
+        if kept < k:
+            assert reach + dilation >= n
+
+
+def test_crop_cases():
+    w = torch.zeros(8, 8, 5, 5)
+    # A dilated 5x5 kernel on 4x4 inputs: 3x3 of its taps meet pixels.
+    small, pad = kernels_module._crop_taps(w, (4, 4), 4, 2)
+    assert small.shape[-2:] == (3, 3) and pad == (2, 2)
+    # On 8x8 every tap does; on 2x2 a 5x5 kernel keeps its 3x3 centre.
+    assert kernels_module._crop_taps(w, (8, 8), 4, 2) == (w, 4)
+    small, pad = kernels_module._crop_taps(w, (2, 2), 2, 1)
+    assert small.shape[-2:] == (3, 3) and pad == (1, 1)
+    # A single pixel: the centre tap alone.
+    small, pad = kernels_module._crop_taps(w, (1, 1), 4, 2)
+    assert small.shape[-2:] == (1, 1) and pad == (0, 0)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_cells_on_small_images_crop_and_match_reference(training, monkeypatch):
+    """The last cells of an 8x8 input see 4x4 and 2x2: their fused kernels
+    lose the taps that meet only padding, and the network is unchanged."""
+    import skdarts.supernet.cell as cell_module
+
+    crops = []
+
+    def counting(w, size, padding, dilation):
+        out = kernels_module._crop_taps(w, size, padding, dilation)
+        crops.append(out[0].shape[-1] < w.shape[-1])
+        return out
+
+    monkeypatch.setattr(cell_module, "_crop_taps", counting)
+    _force(monkeypatch, False)
+    net = _net("darts", seed=8)
+    _check(net, reference_from_supernet(net).double(), training)
+    assert any(crops) and not all(crops)

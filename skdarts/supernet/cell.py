@@ -15,6 +15,7 @@ from .kernels import (
     _channel_shuffle,
     _channels_last,
     _conv_by_state,
+    _crop_taps,
     _lerp_all,
     _mix,
     _pool,
@@ -362,6 +363,8 @@ class SearchCell(Preprocess):
                 ctx.r_cl = _channels_last(r)
             y = _unfused_conv(ctx.r_cl, *w, plan.stride, padding, dilation, plan.n_in)
         else:
+            if plan.stride == 1:
+                w, padding = _crop_taps(w, r.shape[2:], padding, dilation)
             y = _conv_by_state(r, w, plan.stride, padding, dilation, plan.n_in)
         if name.startswith("sep"):
             y = F.relu(ctx.norm((plan.i, name), y))
@@ -371,7 +374,8 @@ class SearchCell(Preprocess):
                 # The input is edge by edge already: one group per edge.
                 y = _unfused_conv(y, *w, 1, k // 2, 1, edges, per_edge=True)
             else:
-                y = F.conv2d(y, w, None, 1, k // 2, 1, edges)
+                w, padding = _crop_taps(w, y.shape[2:], k // 2, 1)
+                y = F.conv2d(y, w, None, 1, padding, 1, edges)
         # Channels-last outputs of the unfused path back to the layout the
         # batch norms' and mixing's views need (a no-op otherwise).
         return y.contiguous()

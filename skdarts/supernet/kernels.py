@@ -52,6 +52,28 @@ def _conv_by_state(x, w, stride, padding, dilation, n_in):
     )
 
 
+def _crop_taps(w, size, padding, dilation):
+    """Kernel ``w`` (..., k, k) without the taps that only ever meet padding.
+
+    In a stride-1 convolution of an input of ``size`` (h, w), a tap at
+    offset ``d`` from the centre reads a real pixel for some output only if
+    ``|d| < h`` (``w``); the others multiply zeros. On the small images of
+    the last cells (a dilated 5 x 5 kernel on 4 x 4 inputs reads padding
+    with 16 of its 25 taps) dropping them cuts the arithmetic and not the
+    result: their gradients are zero either way. Returns the kernel and the
+    (row, column) padding that keeps the output size.
+    """
+    k = w.shape[-1]
+    cuts = [
+        min((padding - s) // dilation + 1, k // 2) if padding >= s else 0 for s in size
+    ]
+    if not any(cuts):
+        return w, padding
+    ch, cw = cuts
+    w = w[..., ch : k - ch, cw : k - cw]
+    return w, (padding - ch * dilation, padding - cw * dilation)
+
+
 # Whether unfused stages run channels-last on the CPU (see _unfused_conv);
 # the tests switch it off to check the other (GPU) way.
 _CHANNELS_LAST_ON_CPU = True
