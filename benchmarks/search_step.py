@@ -536,7 +536,8 @@ def _phase_times(module, batch, arch_batch, steps):
 def _profile(args) -> None:
     """Print where our step's time goes, at 1 thread and at ``--threads``.
 
-    Phases are timed each on its own (median of ``--steps``); operators come
+    Phases are timed each on its own (median of ``--steps``, then of three
+    rounds that alternate the thread counts); operators come
     from ``torch.profiler`` over ``--steps`` whole steps (self CPU time of the
     calling thread, which includes the time it waits for the other threads of
     a parallel operator). The ratio column is 1-thread time over N-thread
@@ -556,12 +557,26 @@ def _profile(args) -> None:
     steps = args.steps or 5
     threads = sorted({1, args.threads})
     print(f"profile config={args.config} {cfg} steps={steps} threads={threads}")
-    phases, ops, step_ms = {}, {}, {}
+    runs = {t: [] for t in threads}
     for t in threads:
         torch.set_num_threads(t)
         warm_up(runner, batches, "cpu", args.warmup or 2)
-        step_ms[t] = 1000 * timed(runner, batches, "cpu", steps)
-        phases[t] = _phase_times(module, batches[0], arch_batches[0], steps)
+    # Thread counts alternate (3 rounds, medians): the machine's speed drifts.
+    for _ in range(3):
+        for t in threads:
+            torch.set_num_threads(t)
+            step = 1000 * timed(runner, batches, "cpu", steps)
+            runs[t].append(
+                (step, _phase_times(module, batches[0], arch_batches[0], steps))
+            )
+    step_ms = {t: statistics.median(r[0] for r in runs[t]) for t in threads}
+    phases = {
+        t: {k: statistics.median(r[1][k] for r in runs[t]) for k in runs[t][0][1]}
+        for t in threads
+    }
+    ops = {}
+    for t in threads:
+        torch.set_num_threads(t)
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for b in itertools.islice(itertools.cycle(batches), steps):
                 runner.step(b)
