@@ -71,6 +71,7 @@ if str(ROOT) not in sys.path:
 from sklearn.datasets import load_digits  # noqa: E402
 
 from skdarts import SupernetSearchClassifier  # noqa: E402
+from skdarts._files import atomic_writer  # noqa: E402
 from skdarts.evaluation import STRATEGIES, WarmStartComparison  # noqa: E402
 
 DATASETS = ("digits", "fashion_mnist", "mnist_5k", "ocr_letters")
@@ -482,9 +483,8 @@ def _plot(results: dict, path: Path) -> None:
         plot_comparison(res, ax=ax)
         ax.set_title(f"target: {target}")
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    os.replace(tmp, path)
+    with atomic_writer(path) as f:
+        fig.savefig(f, format="png", dpi=120)
     plt.close(fig)
 
 

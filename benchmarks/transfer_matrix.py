@@ -65,6 +65,7 @@ from joblib import Parallel, delayed  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 from skdarts import OTSourceSelector  # noqa: E402
+from skdarts._files import atomic_writer  # noqa: E402
 from skdarts.evaluation import LearningCurve, compare_curves  # noqa: E402
 
 TARGETS = (*transfer.DATASETS, *_runs.DERIVED)
@@ -385,9 +386,8 @@ def _plot(targets, entries, short, gain, dist, embeddings, summary, path):
         ax.axhline(0, color="grey", lw=0.5)
     axes[-1].legend(fontsize=6, loc="best")
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    with atomic_writer(path) as f:
+        fig.savefig(f, format="png", dpi=110)
     plt.close(fig)
 
 
