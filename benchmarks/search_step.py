@@ -98,6 +98,16 @@ CONFIGS = {
 }
 N_CLASSES = 10
 EPSILON = 0.3
+#: Timed steps per run on the CPU unless ``--steps`` says otherwise.
+CPU_STEPS = 5
+
+
+def make_all_batches(cfg, device, seed):
+    """Training and architecture batches of a configuration (seeds ``seed``
+    and ``seed + 1``)."""
+    return make_batches(cfg, device, seed=seed), make_batches(
+        cfg, device, seed=seed + 1
+    )
 
 
 def make_batches(cfg, device, n=4, seed=0):
@@ -218,12 +228,6 @@ def warm_up(runner, batches, device, warmup):
     if device == "cuda":
         warm_peak = (torch.cuda.max_memory_allocated() - before) / 2**20
     return warm_peak
-
-
-def time_steps(runner, batches, device, warmup, steps):
-    """Median seconds per step, and the CUDA peak memory of the warm-up (MB)."""
-    warm_peak = warm_up(runner, batches, device, warmup)
-    return timed(runner, batches, device, steps), warm_peak
 
 
 def timed(runner, batches, device, steps):
@@ -380,7 +384,7 @@ def main(argv=None):
     graphs = args.cuda_graphs == "on"
     if graphs and device != "cuda":
         raise SystemExit("--cuda-graphs on: needs --device cuda")
-    steps = args.steps or (5 if device == "cpu" else 20)
+    steps = args.steps or (CPU_STEPS if device == "cpu" else 20)
     warmup = args.warmup or (1 if device == "cpu" else 5)
     if graphs:
         warmup = max(warmup, 5)  # 3 eager steps, the capture, one replay
@@ -396,8 +400,7 @@ def main(argv=None):
         checkpointing=args.checkpointing,
     )
     module = Supernet(**arch, **options).to(device)
-    batches = make_batches(cfg, device, seed=args.seed)
-    arch_batches = make_batches(cfg, device, seed=args.seed + 1)
+    batches, arch_batches = make_all_batches(cfg, device, args.seed)
     print(
         f"config={args.config} {cfg} device={device}"
         + (f" threads={torch.get_num_threads()}" if device == "cpu" else "")
@@ -551,10 +554,9 @@ def _profile(args) -> None:
     cfg = _config(args)
     torch.manual_seed(args.seed)
     module = Supernet(**_arch(cfg))
-    batches = make_batches(cfg, "cpu", seed=args.seed)
-    arch_batches = make_batches(cfg, "cpu", seed=args.seed + 1)
+    batches, arch_batches = make_all_batches(cfg, "cpu", args.seed)
     runner = Ours(module, "cpu", arch_batches)
-    steps = args.steps or 5
+    steps = args.steps or CPU_STEPS
     threads = sorted({1, args.threads})
     print(f"profile config={args.config} {cfg} steps={steps} threads={threads}")
     runs = {t: [] for t in threads}
@@ -584,24 +586,28 @@ def _profile(args) -> None:
             e.key: e.self_cpu_time_total / 1000 / steps for e in prof.key_averages()
         }
     hi, lo = threads[-1], threads[0]
+
+    def row(label, by_thread, extra=""):
+        values = "".join(f"{by_thread[t]:11.1f}" for t in threads)
+        ratio = f"{by_thread[lo] / by_thread[hi]:7.2f}" if hi != lo else ""
+        print(f"{label[:33]:34s}{values}{ratio}{extra}")
+
     head = "".join(f"{f'{t} thr ms':>11s}" for t in threads)
-    ratio = f"{'ratio':>7s}" if hi != lo else ""
-    print(f"\n{'phase':34s}{head}{ratio}")
+    head += f"{'ratio':>7s}" if hi != lo else ""
+    print(f"\n{'phase':34s}{head}")
     for name in phases[hi]:
-        row = "".join(f"{phases[t][name]:11.1f}" for t in threads)
-        r = f"{phases[lo][name] / phases[hi][name]:7.2f}" if hi != lo else ""
-        print(f"{name:34s}{row}{r}")
-    row = "".join(f"{step_ms[t]:11.1f}" for t in threads)
-    r = f"{step_ms[lo] / step_ms[hi]:7.2f}" if hi != lo else ""
-    print(f"{'whole step (unprofiled)':34s}{row}{r}")
-    print(f"\n{'operator (self CPU, ms/step)':34s}{head}{ratio}{'share':>7s}")
+        row(name, {t: phases[t][name] for t in threads})
+    row("whole step (unprofiled)", step_ms)
+    print(f"\n{'operator (self CPU, ms/step)':34s}{head}{'share':>7s}")
     total = sum(ops[hi].values())
     for key in sorted(ops[hi], key=ops[hi].get, reverse=True)[:20]:
-        row = "".join(f"{ops[t].get(key, 0.0):11.1f}" for t in threads)
-        r = f"{ops[lo].get(key, 0.0) / ops[hi][key]:7.2f}" if hi != lo else ""
-        print(f"{key[:33]:34s}{row}{r}{100 * ops[hi][key] / total:6.1f}%")
-    row = "".join(f"{sum(ops[t].values()):11.1f}" for t in threads)
-    print(f"{'all operators (profiled)':34s}{row}")
+        share = f"{100 * ops[hi][key] / total:6.1f}%"
+        row(key, {t: ops[t].get(key, 0.0) for t in threads}, share)
+    totals = {t: sum(ops[t].values()) for t in threads}
+    print(
+        f"{'all operators (profiled)':34s}"
+        + "".join(f"{totals[t]:11.1f}" for t in threads)
+    )
 
 
 def _rss_child(args) -> None:
@@ -610,8 +616,7 @@ def _rss_child(args) -> None:
     cfg = _config(args)
     torch.manual_seed(args.seed)
     arch = _arch(cfg)
-    batches = make_batches(cfg, "cpu", seed=args.seed)
-    arch_batches = make_batches(cfg, "cpu", seed=args.seed + 1)
+    batches, arch_batches = make_all_batches(cfg, "cpu", args.seed)
     if args.rss_side == "ours":
         module = Supernet(
             **arch,
@@ -623,7 +628,8 @@ def _rss_child(args) -> None:
         runner = Baseline(
             reference_from_supernet(Supernet(**arch)), "cpu", arch_batches
         )
-    time_steps(runner, batches, "cpu", args.warmup or 1, args.steps or 3)
+    warm_up(runner, batches, "cpu", args.warmup or 1)
+    timed(runner, batches, "cpu", args.steps or CPU_STEPS)
     print(f"rss_growth_mb={_peak_rss_mb() - _IMPORT_RSS_MB:.1f}")
 
 
