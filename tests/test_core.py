@@ -43,6 +43,32 @@ def test_alphas_are_registered_parameters_in_state_dict():
     assert torch.equal(other.alphas_normal, sn.alphas_normal)
 
 
+def test_weight_parameters_and_train_agree_with_torch():
+    """The supernet's own walks give what ``named_parameters`` and
+    ``Module.train`` give, shared modules and modules with their own
+    ``train`` included."""
+
+    class Frozen(torch.nn.BatchNorm2d):
+        def train(self, mode=True):  # a module with its own rule
+            return super().train(False)
+
+    sn = Supernet("darts", 1, 5, init_channels=4, n_cells=3, n_nodes=2)
+    sn.extra = torch.nn.Sequential(sn.stem, Frozen(4))  # shared + own rule
+    expected = [p for n, p in sn.named_parameters() if not n.startswith("alphas_")]
+    assert [id(p) for p in sn.weight_parameters()] == [id(p) for p in expected]
+    assert [n for n, _ in sn.named_weight_parameters()] == [
+        n for n, _ in sn.named_parameters() if not n.startswith("alphas_")
+    ]
+    for mode in (False, True):
+        assert sn.train(mode) is sn
+        flags = {m: m.training for m in sn.modules()}
+        assert flags.pop(sn.extra[1]) is False
+        assert set(flags.values()) == {mode}
+    assert sn.eval().training is False
+    with pytest.raises(ValueError, match="boolean"):
+        sn.train("yes")
+
+
 def test_genotype_prefers_strongest_non_none_operations():
     sn = Supernet("darts", 1, 2, init_channels=4, n_cells=3, n_nodes=2)
     with torch.no_grad():

@@ -115,6 +115,52 @@ def test_build_search_net_sets_both_optimizers_and_the_schedule():
     assert not alphas & {id(p) for p in net.optimizer_.param_groups[0]["params"]}
 
 
+@pytest.mark.parametrize(
+    ("options", "fused"),
+    [
+        ({}, True),
+        ({"optimizer__foreach": False}, None),
+        ({"optimizer__fused": False}, False),
+        ({"optimizer": torch.optim.RMSprop}, None),  # takes no ``fused``
+        # A setting the fused kernels refuse (at the first step): the loop.
+        ({"optimizer__differentiable": True}, None),
+    ],
+)
+def test_weight_optimizer_is_fused_on_the_cpu_unless_the_user_chose(options, fused):
+    config = SearchConfig(**SMALL)
+    net = build_search_net(
+        config, config.make_supernet(1, 2), train_split=_arch_split(), verbose=0
+    )
+    net.set_params(**options).initialize()
+    assert net.optimizer_.param_groups[0].get("fused") == fused
+
+
+def test_fused_weight_step_matches_the_default_one():
+    """The fused SGD update is PyTorch's loop's, up to rounding."""
+    config = SearchConfig(**SMALL)
+    losses = []
+    for options in ({}, {"optimizer__fused": False}):
+        torch.manual_seed(0)
+        net = build_search_net(
+            config, config.make_supernet(1, 2), train_split=_arch_split(), verbose=0
+        )
+        net.set_params(**options).initialize()
+        net.history.new_epoch()
+        net._arch_batches = iter(
+            [(torch.ones(4, 1, 8, 8), torch.tensor([0, 1, 0, 1]))] * 3
+        )
+        batch = (
+            torch.linspace(-1, 1, 4 * 64).view(4, 1, 8, 8),
+            torch.tensor([1, 0, 1, 0]),
+        )
+        for _ in range(3):
+            net.history.new_batch()
+            net.train_step(batch)
+        losses.append([p.detach().clone() for p in net.module_.parameters()])
+    for a, b in zip(*losses):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_stratified_split_keeps_every_class_on_both_sides():
     y = np.array([0] * 5 + [1] * 2 + [2] * 9)
     w, a = stratified_split(y, 0.5, np.random.RandomState(0))

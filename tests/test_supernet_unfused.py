@@ -45,10 +45,10 @@ def _run(module, x, y, training):
     return out.detach(), grads
 
 
-def _check(net, ref, training):
+def _check(net, ref, training, size=(8, 8)):
     g = torch.Generator().manual_seed(7)
     for _ in range(2):  # the second step sees updated running statistics
-        x = torch.randn(4, 3, 8, 8, generator=g, dtype=torch.float64)
+        x = torch.randn(4, 3, *size, generator=g, dtype=torch.float64)
         y = torch.randint(0, 5, (4,), generator=g)
         out, grads = _run(net, x, y, training)
         out_ref, grads_ref = _run(ref, x, y, training)
@@ -218,3 +218,43 @@ def test_cells_on_small_images_crop_and_match_reference(training, monkeypatch):
     net = _net("darts", seed=8)
     _check(net, reference_from_supernet(net).double(), training)
     assert any(crops) and not all(crops)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 7, 8, 9])
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("step", [2, 3])
+def test_subsample_computes_the_strided_dilated_convolution(step, k, size):
+    g = torch.Generator().manual_seed(size * 10 + k + step)
+    x = torch.randn(2, 3, size, size + 1, generator=g, dtype=torch.float64)
+    w = torch.randn(4, 3, k, k, generator=g, dtype=torch.float64)
+    conv = torch.nn.functional.conv2d
+    full = conv(x, w, None, step, step * (k // 2), step)
+    sub = conv(kernels_module._subsample(x, step), w, None, 1, k // 2)
+    assert sub.shape == full.shape
+    torch.testing.assert_close(sub, full, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("unfused", [False, True])
+@pytest.mark.parametrize("size", [(8, 8), (7, 9)])
+def test_reduction_cells_subsample_dilated_inputs_and_match_reference(
+    size, unfused, monkeypatch
+):
+    """Reduction cells run their stride-2 dilated convolutions undilated on
+    every other pixel, odd sizes included, and the network is unchanged."""
+    import skdarts.supernet.cell as cell_module
+
+    steps = []
+
+    def counting(x, step):
+        steps.append(step)
+        return kernels_module._subsample(x, step)
+
+    monkeypatch.setattr(cell_module, "_subsample", counting)
+    _force(monkeypatch, unfused)
+    net = _net("darts", seed=9)
+    _check(net, reference_from_supernet(net).double(), True, size=size)
+    # Two steps, and per step one subsample per reduction-cell input plan.
+    plans = sum(
+        len([p for p in c.plans if p.stride == 2]) for c in net.cells if c.reduction
+    )
+    assert plans > 0 and steps == [2] * (2 * plans)

@@ -19,6 +19,7 @@ from .kernels import (
     _lerp_all,
     _mix,
     _pool,
+    _subsample,
     _unfused_conv,
 )
 from .ops import FactorizedReduce
@@ -287,7 +288,7 @@ class SearchCell(Preprocess):
         size = math.prod(ctx.node_shape[1:])
         raw = []  # outputs that end in a batch norm, in column order
         r = F.relu(h) if plan.needs_relu else None
-        ctx.r_cl = None  # r channels-last, made once for all unfused stages
+        ctx.inputs = {}  # r as convolutions read it, made once per state
         for name in plan.conv_types:
             raw.append(self._conv(plan, name, r, ctx))
         if plan.reduce_skip:
@@ -357,15 +358,22 @@ class SearchCell(Preprocess):
         """
         k, dilation = _CONV_OPS[name]
         w = ctx.kernels[plan.i, name, 0]
-        padding = dilation * (k // 2)
-        if isinstance(w, tuple):
-            if ctx.r_cl is None:
-                ctx.r_cl = _channels_last(r)
-            y = _unfused_conv(ctx.r_cl, *w, plan.stride, padding, dilation, plan.n_in)
+        stride, padding = plan.stride, dilation * (k // 2)
+        step = 1
+        if stride == dilation > 1:
+            # Dilated as much as strided: only the pixels at multiples of the
+            # stride are read (see _subsample), so the convolution runs
+            # undilated at stride 1 on those (1.1-1.8x faster on the CPU,
+            # forward and backward: oneDNN's strided dilated kernels are slow).
+            step, stride, dilation, padding = stride, 1, 1, k // 2
+        unfused = isinstance(w, tuple)
+        x = ctx.input(r, step, unfused)
+        if unfused:
+            y = _unfused_conv(x, *w, stride, padding, dilation, plan.n_in)
         else:
-            if plan.stride == 1:
-                w, padding = _crop_taps(w, r.shape[2:], padding, dilation)
-            y = _conv_by_state(r, w, plan.stride, padding, dilation, plan.n_in)
+            if stride == 1:
+                w, padding = _crop_taps(w, x.shape[2:], padding, dilation)
+            y = _conv_by_state(x, w, stride, padding, dilation, plan.n_in)
         if name.startswith("sep"):
             y = F.relu(ctx.norm((plan.i, name), y))
             w = ctx.kernels[plan.i, name, 1]
@@ -403,7 +411,24 @@ class _Forward:
         # running statistics, per call.
         self.batch = [None] * len(layout.train_sizes)
         self.views = self.kernels = self.mixing = self.node_shape = None
-        self.r_cl = None
+        self.inputs = {}
+
+    def input(self, r, step, unfused):
+        """The ReLU'd state ``r`` as a convolution reads it, made once per state.
+
+        ``step`` > 1: every ``step``-th pixel (:func:`_subsample`); unfused
+        stages read it channels-last where they run so (:func:`_channels_last`).
+        """
+        key = (step, unfused)
+        if key not in self.inputs:
+            x = r if step == 1 else _subsample(r, step)
+            x = _channels_last(x) if unfused else x
+            if not (
+                x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
+            ):
+                x = x.contiguous()  # once, not in every convolution reading it
+            self.inputs[key] = x
+        return self.inputs[key]
 
     def norm(self, key, x):
         """Batch norm ``key`` of the layout (see :class:`_CellLayout`) of ``x``."""

@@ -74,6 +74,19 @@ def _crop_taps(w, size, padding, dilation):
     return w, (padding - ch * dilation, padding - cw * dilation)
 
 
+def _subsample(x, step):
+    """Every ``step``-th row and column of ``x`` (n, c, h, w): a view.
+
+    A convolution with stride ``s`` and dilation ``s`` (and the padding that
+    keeps a centred kernel, ``s * (k // 2)``) reads ``x[s*i + s*t - s*p]``
+    for output ``i`` and tap ``t`` (``p = k // 2``): only multiples of
+    ``s``. It is therefore the undilated stride-1 convolution of this
+    subsample, padded by ``p``: the same products, and the same reads fall
+    outside (zeros), for any ``h`` and ``w``.
+    """
+    return x[:, :, ::step, ::step]
+
+
 # Whether unfused stages run channels-last on the CPU (see _unfused_conv);
 # the tests switch it off to check the other (GPU) way.
 _CHANNELS_LAST_ON_CPU = True
