@@ -16,6 +16,9 @@ edge (the second stage of a separable convolution). Three exact forms:
 - ``dw+gemm``: a channels-last depthwise convolution, then the pointwise
   convolutions of all edges as one matrix product with a block-diagonal
   weight (edges x more arithmetic on the small pointwise part, no reorder).
+- ``cl dw+gemm``: the same, as a cell whose tensors were all channels-last
+  would run it: its input is channels-last already and its output stays so
+  (no layout conversion on either side; the cell does not run this way).
 
 For each stage shape of the "tiny" search step (batch 32; 8 channels at
 16 x 16, 16 at 8 x 8, 32 at 4 x 4) it checks the three forms equal in
@@ -68,8 +71,9 @@ def unfused(x, pw, dw, padding, dilation, per_edge):
     return y.contiguous()
 
 
-def dw_gemm(x, pw, dw, padding, dilation, per_edge):
-    """Channels-last depthwise convolution, then one block-diagonal product."""
+def dw_gemm(x, pw, dw, padding, dilation, per_edge, keep_layout=False):
+    """Channels-last depthwise convolution, then one block-diagonal product;
+    ``keep_layout``: the output stays channels-last."""
     e, o, c = pw.shape[:3]
     k = dw.shape[-1]
     xc = x.contiguous(memory_format=torch.channels_last)
@@ -85,10 +89,30 @@ def dw_gemm(x, pw, dw, padding, dilation, per_edge):
         big = torch.einsum("eoc,ef->cfeo", pw.view(e, o, c), eye)
     n, _, h, w = y.shape
     out = y.permute(0, 2, 3, 1).reshape(-1, c * e) @ big.reshape(c * e, e * o)
-    return out.view(n, h, w, e * o).permute(0, 3, 1, 2).contiguous()
+    out = out.view(n, h, w, e * o).permute(0, 3, 1, 2)
+    return out if keep_layout else out.contiguous()
 
 
-FORMS = {"fused": fused, "unfused": unfused, "dw+gemm": dw_gemm}
+def dw_gemm_cl(x, pw, dw, padding, dilation, per_edge):
+    """``dw_gemm`` on a channels-last input, its output left channels-last."""
+    return dw_gemm(x, pw, dw, padding, dilation, per_edge, keep_layout=True)
+
+
+FORMS = {
+    "fused": fused,
+    "unfused": unfused,
+    "dw+gemm": dw_gemm,
+    "cl dw+gemm": dw_gemm_cl,
+}
+#: Forms whose input is given channels-last (converted before timing).
+CHANNELS_LAST_INPUT = {"cl dw+gemm"}
+
+
+def _input(name, x):
+    """``x`` as form ``name`` takes it (a leaf, so its gradient is returned)."""
+    if name not in CHANNELS_LAST_INPUT:
+        return x
+    return x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
 
 
 def _tensors(c, size, k, per_edge, dtype, seed=0):
@@ -106,11 +130,12 @@ def check(c, size, k, dilation, per_edge) -> float:
     padding = dilation * (k // 2)
     ref = None
     worst = 0.0
-    for form in FORMS.values():
-        out = form(x, pw, dw, padding, dilation, per_edge)
+    for name, form in FORMS.items():
+        xf = _input(name, x)
+        out = form(xf, pw, dw, padding, dilation, per_edge)
         if ref is None:
             go = torch.randn_like(out)
-        grads = torch.autograd.grad(out, (x, pw, dw), go)
+        grads = torch.autograd.grad(out, (xf, pw, dw), go)
         got = [out.detach(), *grads]
         if ref is None:
             ref = got
@@ -125,17 +150,19 @@ def time_forms(c, size, k, dilation, per_edge, repeats):
     go = torch.randn_like(fused(x, pw, dw, padding, dilation, per_edge))
     times = {name: [] for name in FORMS}
 
-    def run(form):
-        out = form(x, pw, dw, padding, dilation, per_edge)
-        torch.autograd.grad(out, (x, pw, dw), go)
+    inputs = {name: _input(name, x) for name in FORMS}
 
-    for form in FORMS.values():  # warm-up (oneDNN primitive creation)
+    def run(name):
+        out = FORMS[name](inputs[name], pw, dw, padding, dilation, per_edge)
+        torch.autograd.grad(out, (inputs[name], pw, dw), go)
+
+    for name in FORMS:  # warm-up (oneDNN primitive creation)
         for _ in range(3):
-            run(form)
+            run(name)
     for _ in range(repeats):
-        for name, form in FORMS.items():
+        for name in FORMS:
             t0 = time.perf_counter()
-            run(form)
+            run(name)
             times[name].append(time.perf_counter() - t0)
     return {name: 1000 * statistics.median(t) for name, t in times.items()}
 
@@ -153,7 +180,7 @@ def main(argv=None):
     names = list(FORMS)
     print(
         f"{'stage':30s}"
-        + "".join(f"{n:>10s}" for n in names)
+        + "".join(f"{n:>11s}" for n in names)
         + f"{'fused GFLOP/s':>15s}  best   max |diff| (float64)"
     )
     wins = dict.fromkeys(names, 0)
@@ -176,7 +203,7 @@ def main(argv=None):
                 rate = flop / (ms["fused"] / 1000) / 1e9
                 print(
                     f"{label:30s}"
-                    + "".join(f"{ms[n]:10.2f}" for n in names)
+                    + "".join(f"{ms[n]:11.2f}" for n in names)
                     + f"{rate:15.1f}  {best:8s} {err:.1e}"
                 )
     print("fastest: " + " ".join(f"{n}={v}" for n, v in wins.items()))

@@ -106,3 +106,24 @@ def test_search_step_interleaves_runs_and_reports_their_median(capsys):
     # Each run's ratio is printed rounded; the median is one of them.
     assert speedup == pytest.approx(ratios[1], abs=0.006)
     assert "memory_ratio=" in last
+
+
+@pytest.mark.parametrize("per_edge", [False, True])
+@pytest.mark.parametrize(("k", "dilation"), [(3, 1), (5, 2)])
+def test_conv_forms_compute_the_same_stage(per_edge, k, dilation):
+    """Every form the convolution benchmark times, the channels-last one
+    included, is the same stage (outputs and gradients, float64)."""
+    import conv_forms
+
+    assert "cl dw+gemm" in conv_forms.FORMS
+    assert conv_forms.check(8, 4, k, dilation, per_edge) < 1e-10
+    # A wrong form would show: the check compares against the first form.
+    broken = dict(conv_forms.FORMS)
+    conv_forms.FORMS["cl dw+gemm"] = lambda x, pw, dw, *a: (
+        1.01 * broken["cl dw+gemm"](x, pw, dw, *a)
+    )
+    try:
+        assert conv_forms.check(8, 4, k, dilation, per_edge) > 1e-6
+    finally:
+        conv_forms.FORMS.clear()
+        conv_forms.FORMS.update(broken)
