@@ -293,7 +293,8 @@ def _config(args) -> dict:
 
 
 def _arch(cfg: dict) -> dict:
-    """Supernet arguments of a configuration (DARTS space, RGB, 10 classes)."""
+    """Supernet arguments of a configuration (DARTS space, its input
+    channels, 10 classes)."""
     return {k: cfg[k] for k in ("init_channels", "n_cells", "n_nodes")} | dict(
         search_space="darts", in_channels=cfg["channels"], n_classes=N_CLASSES
     )
@@ -497,7 +498,8 @@ def _phase_times(module, batch, arch_batch, steps):
     step's, and clipping + SGD over the weights."""
     crit = torch.nn.CrossEntropyLoss()
     weights = module.weight_parameters()
-    opt = torch.optim.SGD(weights, lr=0.0, momentum=0.9)  # lr 0: weights kept
+    # lr 0: weights kept; fused, as SearchNet builds it on the CPU.
+    opt = torch.optim.SGD(weights, lr=0.0, momentum=0.9, fused=True)
     arch = perturb_arch_weights(module.arch_weights(), EPSILON)
     out = {}
 

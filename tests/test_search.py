@@ -138,13 +138,14 @@ def test_weight_optimizer_is_fused_on_the_cpu_unless_the_user_chose(options, fus
 def test_fused_weight_step_matches_the_default_one():
     """The fused SGD update is PyTorch's loop's, up to rounding."""
     config = SearchConfig(**SMALL)
-    losses = []
+    trained = []
     for options in ({}, {"optimizer__fused": False}):
         torch.manual_seed(0)
         net = build_search_net(
             config, config.make_supernet(1, 2), train_split=_arch_split(), verbose=0
         )
         net.set_params(**options).initialize()
+        start = [p.detach().clone() for p in net.module_.parameters()]
         net.history.new_epoch()
         net._arch_batches = iter(
             [(torch.ones(4, 1, 8, 8), torch.tensor([0, 1, 0, 1]))] * 3
@@ -156,8 +157,11 @@ def test_fused_weight_step_matches_the_default_one():
         for _ in range(3):
             net.history.new_batch()
             net.train_step(batch)
-        losses.append([p.detach().clone() for p in net.module_.parameters()])
-    for a, b in zip(*losses):
+        params = [p.detach().clone() for p in net.module_.parameters()]
+        # The steps did update the weights (else equal would mean nothing).
+        assert any(not torch.equal(a, b) for a, b in zip(start, params))
+        trained.append(params)
+    for a, b in zip(*trained):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 

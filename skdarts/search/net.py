@@ -286,7 +286,7 @@ class SearchNet(NeuralNetClassifier):
     # -- the bilevel step ----------------------------------------------------
 
     def _alpha_step(self, Xa, ya, weights):
-        """Adam step of the alphas; ``weights``: the supernet's weight parameters."""
+        """The alphas' step; ``weights``: the supernet's weight parameters."""
         self.optimizer_arch_.zero_grad(set_to_none=True)
         # Alpha gradients need no weight gradients: freeze weights to skip them.
         module = unwrap_supernet(self)

@@ -278,7 +278,7 @@ class Supernet(nn.Module):
         with its own ``train`` is handed the mode to apply its rule.
         """
         if not isinstance(mode, bool):
-            raise ValueError("training mode is expected to be boolean")
+            raise ValueError(f"mode must be a boolean (True or False); got {mode!r}.")
         stack = [self]
         while stack:
             m = stack.pop()
